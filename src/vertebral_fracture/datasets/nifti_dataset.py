@@ -1,0 +1,76 @@
+"""Kedro dataset for NIfTI volumes that keeps the affine and header."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from kedro.io.core import AbstractDataset, DatasetError, get_filepath_str, get_protocol_and_path
+
+from vertebral_fracture.datasets._atomic import atomic_path
+
+
+class NiftiDataset(AbstractDataset[nib.Nifti1Image, nib.Nifti1Image]):
+    """Loads and saves one ``.nii`` / ``.nii.gz`` volume as a ``nibabel.Nifti1Image``.
+
+    ``load`` reads the voxels into memory (no file handle stays open, so the file may be
+    replaced while the image is in use) and keeps affine and header, so every output can be
+    written back on the input's voxel grid. ``save`` writes to a temporary file beside the
+    target and renames it: an interrupted run leaves the old file or the new one.
+
+    Example (catalog)::
+
+        scan:
+          type: vertebral_fracture.datasets.NiftiDataset
+          filepath: data/01_raw/case01_ct.nii.gz
+    """
+
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        protocol, path = get_protocol_and_path(filepath)
+        if protocol != "file":
+            raise DatasetError(f"NiftiDataset reads local files only, got '{filepath}'.")
+        self._filepath = PurePosixPath(path)
+        self.metadata = metadata
+
+    @property
+    def filepath(self) -> Path:
+        return Path(get_filepath_str(self._filepath, "file"))
+
+    def load(self) -> nib.Nifti1Image:
+        return load_nifti(self.filepath)
+
+    def save(self, data: nib.Nifti1Image) -> None:
+        if not isinstance(data, nib.Nifti1Image | nib.Nifti2Image):
+            raise DatasetError(
+                f"NiftiDataset '{self.filepath}' saves nibabel Nifti1Image objects, "
+                f"got {type(data).__name__}."
+            )
+        suffix = ".nii.gz" if self.filepath.name.endswith(".nii.gz") else ".nii"
+        with atomic_path(self.filepath, suffix=suffix) as tmp:
+            nib.save(data, tmp)
+
+    def _exists(self) -> bool:
+        return self.filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+def load_nifti(path: Path) -> nib.Nifti1Image:
+    """Read a NIfTI file fully into memory; every failure names the file and the problem."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file.")
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)  # forces decompression: truncation shows up here
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+        raise DatasetError(f"{path}: not a readable NIfTI image ({exc}).") from exc
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise DatasetError(f"{path}: truncated or corrupt NIfTI file ({exc}).") from exc
+    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        raise DatasetError(f"{path}: not a NIfTI image (nibabel read it as {type(image).__name__}).")
+    return type(image)(data, image.affine, image.header)

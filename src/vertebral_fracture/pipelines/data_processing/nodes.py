@@ -1,0 +1,134 @@
+"""Nodes of the data_processing pipeline: thin wrappers over phantoms, cases, preprocessing, slicing."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+import nibabel as nib
+import numpy as np
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from vertebral_fracture.cases import CaseRecord, ScanError, find_cases, split_cases, validate_case
+from vertebral_fracture.phantoms import PhantomSetParams, generate_phantom_set, phantom_preview_figure
+from vertebral_fracture.pipelines.data_processing.params import DataProcessingParams
+from vertebral_fracture.preprocessing import to_canonical, window
+from vertebral_fracture.slicing import SliceStack, extract_slices
+
+logger = logging.getLogger(__name__)
+
+LazyImages = dict[str, Callable[[], nib.Nifti1Image]]
+
+
+def generate_phantoms(params: PhantomSetParams) -> tuple[dict[str, nib.Nifti1Image], list[dict], Figure]:
+    """Synthetic spine CT cases with fracture masks, their manifest and a preview figure."""
+    phantoms = generate_phantom_set(params)
+    scans: dict[str, nib.Nifti1Image] = {}
+    for phantom in phantoms:
+        scans[f"{phantom.case_id}_ct"] = phantom.ct
+        scans[f"{phantom.case_id}_fracture"] = phantom.fracture_mask
+    manifest = [
+        {
+            "case_id": p.case_id,
+            "orientation": p.orientation,
+            "fractures": p.fractures,
+            "distractors": p.distractors,
+        }
+        for p in phantoms
+    ]
+    return scans, manifest, phantom_preview_figure(phantoms)
+
+
+def index_cases(
+    raw_scans: LazyImages, phantom_manifest: list[dict], raw_dir: str, params: DataProcessingParams
+) -> list[dict]:
+    """Find, validate and split every case of the scan folder before any other work.
+
+    ``phantom_manifest`` orders phantom generation before discovery (the default scan folder
+    holds the phantoms) and marks which cases are synthetic.
+    """
+    cases = find_cases(list(raw_scans), raw_dir)
+    synthetic = {entry["case_id"] for entry in phantom_manifest}
+    records = []
+    for case in tqdm(cases, desc="Validating scans", unit="case"):
+        ct, mask = validate_case(
+            raw_scans[case.ct](),
+            raw_scans[case.mask]() if case.mask else None,
+            ct_name=case.ct,
+            mask_name=case.mask,
+            binarize_masks=params.binarize_masks,
+        )
+        records.append(
+            CaseRecord(
+                case_id=case.case_id,
+                ct=case.ct,
+                mask=case.mask,
+                split="",
+                fracture_voxels=int(np.count_nonzero(mask.dataobj)) if mask is not None else None,
+                shape=[int(n) for n in ct.shape],
+                spacing_mm=[round(float(z), 4) for z in ct.header.get_zooms()[:3]],
+                orientation="".join(nib.aff2axcodes(ct.affine)),
+                source="phantom" if case.case_id in synthetic else "user",
+            )
+        )
+    split = params.split
+    if split.all_test:
+        assignment = {r.case_id: "test" for r in records}
+    else:
+        fractions = {"train": split.train, "val": split.val, "test": split.test}
+        assignment = split_cases({r.case_id: r.fracture_voxels for r in records}, fractions, split.seed)
+    for record in records:
+        record.split = assignment[record.case_id]
+    counts = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}
+    logger.info("Cases: %d (%s)", len(records), ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return [r.to_dict() for r in records]
+
+
+def preprocess_cases(
+    raw_scans: LazyImages, case_index: list[dict], params: DataProcessingParams
+) -> dict[str, Callable[[], nib.Nifti1Image]]:
+    """Canonical RAS volumes at the target spacing, saved lazily case by case.
+
+    Returns partitions ``<case>/ct`` (int16 HU) and ``<case>/fracture`` (uint8), so the
+    canonical folder can be opened in any NIfTI viewer.
+    """
+
+    @functools.lru_cache(maxsize=1)  # ct and fracture partitions of a case are saved one after the other
+    def canonical(case_id: str) -> tuple[nib.Nifti1Image, nib.Nifti1Image | None]:
+        record = by_id[case_id]
+        ct, mask = validate_case(
+            raw_scans[record["ct"]](),
+            raw_scans[record["mask"]]() if record["mask"] else None,
+            ct_name=record["ct"],
+            mask_name=record["mask"],
+            binarize_masks=params.binarize_masks,
+        )
+        return to_canonical(ct, mask, params.spacing_mm)
+
+    by_id = {record["case_id"]: record for record in case_index}
+    partitions: dict[str, Callable[[], nib.Nifti1Image]] = {}
+    for case_id, record in by_id.items():
+        partitions[f"{case_id}/ct"] = functools.partial(lambda c: canonical(c)[0], case_id)
+        if record["mask"]:
+            partitions[f"{case_id}/fracture"] = functools.partial(lambda c: canonical(c)[1], case_id)
+    return partitions
+
+
+def slice_view(
+    canonical_scans: LazyImages, case_index: list[dict], params: DataProcessingParams, *, view: str
+) -> dict[str, Callable[[], SliceStack]]:
+    """2D slices of one view for every case, extracted lazily so one case is in memory at a time."""
+
+    def stack(record: dict) -> SliceStack:
+        case_id = record["case_id"]
+        ct = canonical_scans[f"{case_id}/ct"]()
+        mask_key = f"{case_id}/fracture"
+        mask = np.asanyarray(canonical_scans[mask_key]().dataobj) if mask_key in canonical_scans else None
+        image = window(np.asanyarray(ct.dataobj), params.window_level, params.window_width)
+        return extract_slices(case_id, image, mask, view, params.min_slice_size)
+
+    if not case_index:
+        raise ScanError("The case index is empty: no scans to slice.")
+    return {record["case_id"]: functools.partial(stack, record) for record in case_index}

@@ -1,0 +1,56 @@
+"""data_processing: phantoms -> validated case index -> canonical volumes -> per-view slices."""
+
+from __future__ import annotations
+
+import functools
+
+from kedro.pipeline import Node, Pipeline
+
+from vertebral_fracture.pipelines.data_processing.nodes import (
+    generate_phantoms,
+    index_cases,
+    preprocess_cases,
+    slice_view,
+)
+from vertebral_fracture.slicing import VIEW_AXES
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    view_nodes = [
+        Pipeline(
+            [
+                Node(
+                    functools.partial(slice_view, view=view),
+                    inputs=["canonical_scans", "case_index", "params:data_processing"],
+                    outputs="slices",
+                    name="slice_view",
+                )
+            ],
+            namespace=view,
+            inputs={"canonical_scans", "case_index"},
+            parameters={"params:data_processing"},
+        )
+        for view in VIEW_AXES
+    ]
+    return Pipeline(
+        [
+            Node(
+                generate_phantoms,
+                inputs="params:phantoms",
+                outputs=["phantom_scans", "phantom_manifest", "phantom_preview"],
+                name="generate_phantoms",
+            ),
+            Node(
+                index_cases,
+                inputs=["raw_scans", "phantom_manifest", "params:raw_dir", "params:data_processing"],
+                outputs="case_index",
+                name="index_cases",
+            ),
+            Node(
+                preprocess_cases,
+                inputs=["raw_scans", "case_index", "params:data_processing"],
+                outputs="canonical_scans",
+                name="preprocess_cases",
+            ),
+        ]
+    ) + sum(view_nodes, Pipeline([]))

@@ -1,0 +1,47 @@
+"""Shared fixtures: small synthetic volumes in several orientation conventions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REAL_CT = Path(__file__).parent / "data" / "real_ct" / "lumbar_ct.nii.gz"
+
+
+def make_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    image = nib.Nifti1Image(data, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    return image
+
+
+def reorient(image: nib.Nifti1Image, axcodes: str) -> nib.Nifti1Image:
+    """The same anatomy stored with another axis convention (e.g. 'LPS', 'PIR')."""
+    start = nib.orientations.io_orientation(image.affine)
+    end = nib.orientations.axcodes2ornt(tuple(axcodes))
+    transform = nib.orientations.ornt_transform(start, end)
+    data = nib.orientations.apply_orientation(np.asanyarray(image.dataobj), transform)
+    affine = image.affine @ nib.orientations.inv_ornt_aff(transform, image.shape)
+    return make_image(data, affine)
+
+
+@pytest.fixture
+def spine_like_ct() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
+    """A 40x36x30 RAS volume at anisotropic spacing: soft tissue, a bone column, a small 'fracture'."""
+    rng = np.random.default_rng(0)
+    shape = (40, 36, 30)
+    x, y, z = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    hu = np.full(shape, -1000.0)
+    body = ((x - 20) / 18) ** 2 + ((y - 18) / 16) ** 2 <= 1
+    hu[body] = 40
+    bone = ((x - 20) / 6) ** 2 + ((y - 20) / 5) ** 2 <= 1
+    hu[bone] = 250
+    hu += rng.normal(0, 5, shape)
+    mask = np.zeros(shape, np.uint8)
+    mask[18:23, 18:22, 12:16] = 1
+    affine = np.diag([0.8, 0.9, 1.6, 1.0])
+    affine[:3, 3] = [-16.0, -20.0, 5.0]
+    return make_image(hu.astype(np.int16), affine), make_image(mask, affine)

@@ -1,0 +1,86 @@
+"""NIfTI and slice-stack datasets: round trips keep geometry, saves are atomic, bad files are named."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+from kedro.io.core import DatasetError
+
+from tests.conftest import make_image, reorient
+from vertebral_fracture.datasets import NiftiDataset, SliceStackDataset
+from vertebral_fracture.slicing import extract_slices
+
+
+def test_nifti_round_trip_keeps_affine_header_and_data(tmp_path, spine_like_ct):
+    ct = reorient(spine_like_ct[0], "LPS")
+    dataset = NiftiDataset(filepath=str(tmp_path / "a_ct.nii.gz"))
+    dataset.save(ct)
+    loaded = dataset.load()
+    np.testing.assert_array_equal(loaded.affine, ct.affine)
+    np.testing.assert_array_equal(np.asanyarray(loaded.dataobj), np.asanyarray(ct.dataobj))
+    assert loaded.get_data_dtype() == np.int16
+    assert loaded.header.get_zooms() == ct.header.get_zooms()
+    assert list(tmp_path.iterdir()) == [tmp_path / "a_ct.nii.gz"]  # no temporary file left
+
+
+def test_failed_save_leaves_previous_file(tmp_path, monkeypatch, spine_like_ct):
+    path = tmp_path / "a_ct.nii.gz"
+    dataset = NiftiDataset(filepath=str(path))
+    dataset.save(spine_like_ct[0])
+    before = path.read_bytes()
+
+    def crash(image, filename):
+        with open(filename, "wb") as handle:
+            handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nib, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.save(make_image(np.zeros((2, 2, 2), np.int16), np.eye(4)))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_ct.nii.gz"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"this is not an image", "not a readable NIfTI|truncated or corrupt"),
+        ("truncated", "truncated or corrupt"),
+    ],
+)
+def test_bad_nifti_files_name_the_file(tmp_path, spine_like_ct, content, message):
+    path = tmp_path / "b_ct.nii.gz"
+    if content == "truncated":
+        nib.save(spine_like_ct[0], path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif content is not None:
+        path.write_bytes(gzip.compress(content))
+    with pytest.raises(DatasetError, match=message) as info:
+        NiftiDataset(filepath=str(path)).load()
+    assert str(path) in str(info.value)
+
+
+def test_slice_stack_round_trip_without_pickle(tmp_path, spine_like_ct):
+    ct, mask = spine_like_ct
+    stack = extract_slices("case<1>", ct.get_fdata() / 1000.0, np.asanyarray(mask.dataobj), "coronal", 32)
+    dataset = SliceStackDataset(filepath=str(tmp_path / "case.npz"))
+    dataset.save(stack)
+    loaded = dataset.load()
+    assert (loaded.case_id, loaded.view, loaded.volume_shape, loaded.offset) == (
+        "case<1>", "coronal", stack.volume_shape, stack.offset)
+    np.testing.assert_array_equal(loaded.images, stack.images)
+    np.testing.assert_array_equal(loaded.masks, stack.masks)
+    with np.load(tmp_path / "case.npz", allow_pickle=False) as archive:
+        assert all(archive[key].dtype != object for key in archive.files)
+
+
+def test_corrupt_slice_file_is_named(tmp_path):
+    path = tmp_path / "case.npz"
+    path.write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="corrupt slice file") as info:
+        SliceStackDataset(filepath=str(path)).load()
+    assert str(path) in str(info.value)
