@@ -66,7 +66,9 @@ def test_bad_nifti_files_name_the_file(tmp_path, spine_like_ct, content, message
 
 def test_slice_stack_round_trip_without_pickle(tmp_path, spine_like_ct):
     ct, mask = spine_like_ct
-    stack = extract_slices("case<1>", ct.get_fdata() / 1000.0, np.asanyarray(mask.dataobj), "coronal", 32)
+    stack = extract_slices(
+        "case<1>", ct.get_fdata() / 1000.0, np.asanyarray(mask.dataobj), "coronal", 32, ct.affine
+    )
     dataset = SliceStackDataset(filepath=str(tmp_path / "case.npz"))
     dataset.save(stack)
     loaded = dataset.load()
@@ -74,6 +76,7 @@ def test_slice_stack_round_trip_without_pickle(tmp_path, spine_like_ct):
         "case<1>", "coronal", stack.volume_shape, stack.offset)
     np.testing.assert_array_equal(loaded.images, stack.images)
     np.testing.assert_array_equal(loaded.masks, stack.masks)
+    np.testing.assert_array_equal(loaded.affine, ct.affine)
     with np.load(tmp_path / "case.npz", allow_pickle=False) as archive:
         assert all(archive[key].dtype != object for key in archive.files)
 

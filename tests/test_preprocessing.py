@@ -68,7 +68,7 @@ def test_marked_voxel_comes_back_at_same_native_voxel(axcodes, view):
     on_canonical = resample(native, ct.affine, canonical_affine, canonical_shape)
     stack = extract_slices("case", on_canonical, None, view, min_size=32)
     volume = assemble_volume(stack.images.astype(np.float32), stack)
-    back = to_native(volume, canonical_affine, ct)
+    back = to_native(volume, canonical_affine, ct.affine, ct.shape)
     assert back.shape == ct.shape
     np.testing.assert_allclose(back.affine, ct.affine)
     assert np.unravel_index(np.argmax(back.get_fdata()), ct.shape) == marked
@@ -80,6 +80,6 @@ def test_real_lumbar_ct_canonical_and_back_keeps_grid():
     assert canonical_ct.shape == ct.shape  # already RAS at 3 mm: the grid is unchanged
     probability = np.zeros(canonical_ct.shape, np.float32)
     probability[60, 50, 56] = 1.0
-    back = to_native(probability, canonical_ct.affine, ct)
+    back = to_native(probability, canonical_ct.affine, ct.affine, ct.shape)
     assert back.shape == ct.shape and np.allclose(back.affine, ct.affine)
     assert back.get_fdata()[60, 50, 56] == pytest.approx(1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vertebral_fracture.slicing import VIEW_AXES, assemble_volume, extract_slices, padded_size
+from vertebral_fracture.slicing import VIEW_AXES, assemble_volume, crop_to_bone, extract_slices, padded_size
 
 
 @pytest.mark.parametrize("view", list(VIEW_AXES))
@@ -32,3 +32,21 @@ def test_padding_never_crops():
 def test_unknown_view_is_rejected():
     with pytest.raises(ValueError, match="Unknown view 'oblique'"):
         extract_slices("c", np.zeros((4, 4, 4), np.float32), None, "oblique", 32)
+
+
+def test_crop_to_bone_keeps_bone_in_patch_and_geometry():
+    image = np.zeros((20, 150, 130), np.float32)
+    image[:, 100:110, 20:30] = 0.9  # "bone" far off-centre
+    stack = extract_slices("c", image, (image > 0).astype(np.uint8), "sagittal", min_size=32)
+    cropped = crop_to_bone(stack, 64)
+    assert cropped.images.shape == (20, 64, 64)
+    assert cropped.masks.sum() == stack.masks.sum()  # the whole bright block is inside the patch
+    # geometry still maps the patch back onto the volume
+    np.testing.assert_array_equal(assemble_volume(cropped.masks.astype(np.float32), cropped), image > 0)
+
+
+def test_crop_to_bone_pads_small_slices():
+    stack = extract_slices("c", np.full((5, 30, 30), 0.9, np.float32), None, "sagittal", min_size=32)
+    cropped = crop_to_bone(stack, 96)
+    assert cropped.images.shape == (5, 96, 96)
+    np.testing.assert_allclose(assemble_volume(cropped.images.astype(np.float32), cropped), 0.9, atol=1e-3)

@@ -145,6 +145,7 @@ class CaseRecord:
     split: str
     fracture_voxels: int | None
     shape: list[int]
+    affine: list[list[float]]
     spacing_mm: list[float]
     orientation: str
     source: str

@@ -96,15 +96,21 @@ def to_canonical(
     return canonical_ct, _image((fraction >= 0.5).astype(np.uint8), affine)
 
 
-def to_native(volume: np.ndarray, canonical_affine: np.ndarray, native: nib.Nifti1Image) -> nib.Nifti1Image:
-    """Resample a canonical-grid volume (e.g. probabilities) onto a native scan's voxel grid.
+def to_native(
+    volume: np.ndarray,
+    canonical_affine: np.ndarray,
+    native_affine: np.ndarray,
+    native_shape: tuple[int, int, int],
+) -> nib.Nifti1Image:
+    """Resample a canonical-grid probability volume onto a native scan's voxel grid.
 
     Returns a float32 image with the native scan's shape and affine, so it overlays the
     original scan voxel for voxel in 3D Slicer or ITK-SNAP.
     """
-    data = resample(volume, canonical_affine, native.affine, native.shape[:3], order=1)
-    np.clip(data, 0.0, 1.0, out=data)  # linear interpolation of [0, 1] values stays in [0, 1]; guard rounding
-    return _image(data, native.affine)
+    native_affine = np.asarray(native_affine, dtype=np.float64)
+    data = resample(volume, canonical_affine, native_affine, tuple(native_shape), order=1)
+    np.clip(data, 0.0, 1.0, out=data)  # guards float rounding of interpolated [0, 1] values
+    return _image(data, native_affine)
 
 
 def window(hu: np.ndarray, level: float, width: float) -> np.ndarray:

@@ -1,0 +1,277 @@
+"""Tests for vertebral_fracture.metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+from sklearn.metrics import precision_recall_curve as sk_precision_recall_curve
+
+from vertebral_fracture import metrics
+from vertebral_fracture.fusion import binarize
+from vertebral_fracture.metrics import (
+    LesionDetections,
+    ScoreHistogram,
+    average_precision,
+    best_f1_operating_point,
+    bloat,
+    detect_lesions,
+    froc,
+    froc_curve,
+    operating_point_at,
+    precision_recall_curve,
+)
+
+# ---------------------------------------------------------------- voxel level
+
+
+def _ap(scores: np.ndarray, labels: np.ndarray) -> float:
+    return average_precision(ScoreHistogram.from_arrays(scores, labels))
+
+
+def test_ap_random_scores_one_percent_positives() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(10**6) < 0.01
+    scores = rng.random(10**6, dtype=np.float32)
+    scores[labels] **= 0.5  # positives somewhat higher
+    assert abs(_ap(scores, labels) - average_precision_score(labels, scores)) < 1e-3
+
+
+def test_ap_product_fused_scores_resolves_tiny_values() -> None:
+    rng = np.random.default_rng(1)
+    n = 10**6
+    labels = rng.random(n) < 0.02
+    views = rng.beta(0.15, 3.0, size=(3, n)).astype(np.float32)
+    views[:, labels] = rng.beta(0.3, 1.5, size=(3, int(labels.sum())))
+    scores = views[0] * views[1] * views[2]
+    assert scores.dtype == np.float32
+    tiny = (scores > 1e-12) & (scores < 1e-6)
+    assert tiny.mean() > 0.3 and tiny[labels].mean() > 0.05
+    reference = average_precision_score(labels, scores)
+    # The data only tests resolution if coarse (linear, 1e-3) bins would get AP wrong.
+    assert abs(average_precision_score(labels, np.round(scores, 3)) - reference) > 0.01
+    assert abs(_ap(scores, labels) - reference) < 1e-3
+
+
+def test_ap_with_ties_matches_sklearn_exactly() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.random(200_000) < 0.1
+    levels = rng.integers(0, 21, size=labels.size) + 5 * labels
+    scores = (np.minimum(levels, 20) / 20).astype(np.float32)  # 21 tied values incl. 0 and 1
+    assert abs(_ap(scores, labels) - average_precision_score(labels, scores)) < 1e-12
+    precision, recall, thresholds = precision_recall_curve(
+        ScoreHistogram.from_arrays(scores, labels)
+    )
+    sk_precision, sk_recall, sk_thresholds = sk_precision_recall_curve(labels, scores)
+    np.testing.assert_allclose(precision, sk_precision, rtol=1e-12)
+    np.testing.assert_allclose(recall, sk_recall, rtol=1e-12)
+    # Our thresholds are bin lower edges: at most 2**-11 below, selecting the same voxels.
+    assert np.all(thresholds <= sk_thresholds)
+    assert np.all(thresholds >= sk_thresholds * (1 - 2**-11))
+
+
+def test_neighbouring_tiny_scores_are_ranked() -> None:
+    # 0.2 % apart near 1e-12: a positive just above a negative must rank first (AP = 1).
+    scores = np.array([1.002e-12, 1e-12, 0.0], dtype=np.float32)
+    assert _ap(scores, np.array([1, 0, 0])) == 1.0
+    assert _ap(scores, np.array([0, 1, 0])) == 0.5
+
+
+def test_merged_case_histograms_equal_pooled() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.random(100_000, dtype=np.float32) ** 8
+    labels = rng.random(100_000) < 0.05
+    pooled = ScoreHistogram.from_arrays(scores, labels)
+    cases = [
+        ScoreHistogram.from_arrays(s, y)
+        for s, y in zip(np.array_split(scores, 7), np.array_split(labels, 7), strict=True)
+    ]
+    merged = ScoreHistogram()
+    for case in cases:
+        merged.merge(case)
+    added = cases[0] + cases[1]
+    for case in cases[2:]:
+        added = added + case
+    for hist in (merged, added):
+        np.testing.assert_array_equal(hist.positives, pooled.positives)
+        np.testing.assert_array_equal(hist.negatives, pooled.negatives)
+    assert cases[0].positives.sum() + cases[0].negatives.sum() == len(np.array_split(scores, 7)[0])
+    assert average_precision(merged) == average_precision(pooled)
+
+
+def test_chunked_update_counts_every_voxel(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(4)
+    scores = rng.random((30, 40, 50), dtype=np.float32)
+    labels = (rng.random((30, 40, 50)) < 0.3).astype(np.uint8)
+    whole = ScoreHistogram.from_arrays(scores, labels)
+    monkeypatch.setattr(metrics, "_CHUNK", 997)
+    chunked = ScoreHistogram.from_arrays(scores, labels)
+    np.testing.assert_array_equal(chunked.positives, whole.positives)
+    np.testing.assert_array_equal(chunked.negatives, whole.negatives)
+    assert whole.n_positive == int(labels.sum())
+    assert whole.negatives.sum() == labels.size - labels.sum()
+
+
+@pytest.mark.parametrize("bad", [-0.5, np.nan, 1.5])
+def test_invalid_scores_rejected(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ScoreHistogram.from_arrays(np.array([0.2, bad]), np.array([0, 1]))
+
+
+def test_shape_mismatch_rejected() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        ScoreHistogram.from_arrays(np.zeros(3), np.zeros(4))
+
+
+def test_no_positives_gives_nan() -> None:
+    hist = ScoreHistogram.from_arrays(np.array([0.1, 0.9]), np.array([0, 0]))
+    assert math.isnan(average_precision(hist))
+    assert math.isnan(average_precision(ScoreHistogram()))
+    assert all(math.isnan(v) for v in best_f1_operating_point(hist).values())
+
+
+HAND_SCORES = np.array([0.9, 0.8, 0.3, 0.2], dtype=np.float32)
+HAND_LABELS = np.array([1, 1, 0, 1])
+
+
+def test_best_f1_hand_case() -> None:
+    # Thresholds 0.9/0.8/0.3/0.2 give F1 = 2TP/(TP+FP+P) = 2/4, 4/5, 4/6, 6/7: best is 0.2.
+    best = best_f1_operating_point(ScoreHistogram.from_arrays(HAND_SCORES, HAND_LABELS))
+    assert 0.2 * (1 - 2**-11) < best["threshold"] <= np.float32(0.2)
+    assert best["precision"] == 0.75
+    assert best["recall"] == 1.0
+    assert best["f1"] == pytest.approx(6 / 7, abs=1e-12)
+    assert best["dice"] == best["f1"]
+    # The threshold is exact: binarizing with it reproduces the chosen operating point.
+    np.testing.assert_array_equal(binarize(HAND_SCORES, best["threshold"]), [1, 1, 1, 1])
+
+
+def test_operating_point_at_given_threshold() -> None:
+    hist = ScoreHistogram.from_arrays(HAND_SCORES, HAND_LABELS)
+    at_half = operating_point_at(hist, 0.5)  # TP 2, FP 0, FN 1
+    assert at_half == {"threshold": 0.5, "precision": 1.0, "recall": 2 / 3, "f1": 0.8, "dice": 0.8}
+    at_quarter = operating_point_at(hist, 0.25)  # TP 2, FP 1, FN 1
+    assert at_quarter["precision"] == pytest.approx(2 / 3)
+    assert at_quarter["f1"] == pytest.approx(2 / 3)
+    above = operating_point_at(hist, 1.5)  # nothing predicted
+    assert math.isnan(above["precision"]) and above["recall"] == 0.0 and above["f1"] == 0.0
+
+
+def test_dice_equals_pooled_voxel_dice() -> None:
+    rng = np.random.default_rng(5)
+    gt = rng.random((20, 20, 20)) < 0.1
+    prob = np.clip(rng.normal(0.3 + 0.4 * gt, 0.2), 0, 1).astype(np.float32)
+    best = best_f1_operating_point(ScoreHistogram.from_arrays(prob, gt))
+    pred = binarize(prob, best["threshold"]).astype(bool)
+    dice = 2 * np.count_nonzero(pred & gt) / (pred.sum() + gt.sum())
+    assert best["dice"] == pytest.approx(dice, abs=1e-12)
+
+
+# ---------------------------------------------------------------- lesion level
+
+SHAPE = (30, 30, 30)
+
+
+def _case_one() -> tuple[np.ndarray, np.ndarray]:
+    """GT A hit with IoU 0.5 (score 0.9), GT B missed, one FP blob (score 0.6)."""
+    prob = np.zeros(SHAPE, dtype=np.float32)
+    gt = np.zeros(SHAPE, dtype=np.uint8)
+    gt[2:6, 2:6, 2:6] = 1  # A: 64 voxels
+    gt[20:24, 20:24, 20:24] = 1  # B: missed
+    prob[2:6, 2:6, 2:10] = 0.5  # 128 voxels covering A: IoU 64 / 128
+    prob[3, 3, 3] = 0.9  # component score is its maximum
+    prob[10:13, 20:23, 2:5] = 0.6  # false positive
+    prob[0, 29, 29] = 0.2  # below the labelling threshold: never a component
+    return prob, gt
+
+
+def _case_two() -> tuple[np.ndarray, np.ndarray]:
+    """GT C hit (score 0.4); FP 0.7; FP 0.3 made of two cubes touching at one corner."""
+    prob = np.zeros(SHAPE, dtype=np.float32)
+    gt = np.zeros(SHAPE, dtype=np.uint8)
+    gt[10:14, 10:14, 10:14] = 1
+    prob[10:14, 10:14, 11:14] = 0.4  # IoU 0.75
+    prob[25:28, 2:5, 2:5] = 0.7
+    prob[20:22, 20:22, 20:22] = 0.3
+    prob[22:24, 22:24, 22:24] = 0.3  # corner contact only: same 26-connected component
+    return prob, gt
+
+
+def test_detect_lesions_hand_case() -> None:
+    result = detect_lesions(*_case_one(), threshold=0.25)
+    np.testing.assert_allclose(result.component_scores, [0.9, 0.6], rtol=1e-6)
+    np.testing.assert_array_equal(result.component_hits, [True, False])
+    np.testing.assert_allclose(result.component_iou, [0.5, 0.0])
+    assert result.n_gt == 2
+    np.testing.assert_array_equal(result.detected, [True, False])
+    np.testing.assert_allclose(result.gt_scores, [0.9, -np.inf], rtol=1e-6)
+
+
+def test_26_connectivity() -> None:
+    result = detect_lesions(*_case_two(), threshold=0.25)
+    assert result.component_scores.size == 3
+    np.testing.assert_array_equal(result.component_hits, [True, False, False])
+
+
+def test_froc_hand_cases() -> None:
+    cases = [detect_lesions(*make(), threshold=0.25) for make in (_case_one, _case_two)]
+    # Sweep over 2 scans, 3 GT lesions:
+    #   t=0.9 hit A: FP/scan 0,   sens 1/3 | t=0.7 FP: 0.5, 1/3 | t=0.6 FP: 1.0, 1/3
+    #   t=0.4 hit C: FP/scan 1.0, sens 2/3 | t=0.3 FP: 1.5, 2/3
+    fp_per_scan, sensitivity, thresholds = froc_curve(cases)
+    np.testing.assert_allclose(thresholds, [np.inf, 0.9, 0.7, 0.6, 0.4, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(fp_per_scan, [0, 0, 0.5, 1.0, 1.0, 1.5])
+    np.testing.assert_allclose(sensitivity, [0, 1 / 3, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    expected = {"0.5": 1 / 3, "1": 2 / 3, "2": 2 / 3, "4": 2 / 3, "8": 2 / 3}
+    assert froc(cases) == pytest.approx(expected)
+    assert list(froc(cases)) == ["0.5", "1", "2", "4", "8"]
+    assert froc(cases, fp_rates=(0.25,)) == pytest.approx({"0.25": 1 / 3})
+
+
+@pytest.mark.parametrize(("z_start", "is_hit"), [(17, False), (16, False), (15, True)])
+def test_iou_hit_threshold_is_strict(z_start: int, is_hit: bool) -> None:
+    # GT is a 20-voxel line; the prediction covers its last 3 / 4 / 5 voxels: IoU .15/.2/.25.
+    gt = np.zeros((3, 3, 20), dtype=bool)
+    gt[1, 1, :] = True
+    prob = np.zeros(gt.shape, dtype=np.float32)
+    prob[1, 1, z_start:] = 0.8
+    result = detect_lesions(prob, gt, threshold=0.5)
+    assert result.component_iou[0] == pytest.approx((20 - z_start) / 20)
+    assert bool(result.component_hits[0]) is is_hit
+    assert bool(result.detected[0]) is is_hit
+
+
+def test_gt_lesion_takes_best_matching_component() -> None:
+    gt = np.zeros((4, 4, 10), dtype=bool)
+    gt[1:3, 1:3, 1:9] = True  # 32 voxels
+    prob = np.zeros(gt.shape, dtype=np.float32)
+    prob[1:3, 1:3, 1:4] = 0.5  # two separate pieces, IoU 12/32 each
+    prob[1:3, 1:3, 6:9] = 0.8
+    result = detect_lesions(prob, gt, threshold=0.3)
+    np.testing.assert_array_equal(result.component_hits, [True, True])
+    np.testing.assert_allclose(result.gt_scores, [0.8], rtol=1e-6)
+
+
+def test_empty_cases() -> None:
+    empty = detect_lesions(np.zeros(SHAPE, np.float32), np.zeros(SHAPE, bool), threshold=0.5)
+    assert empty.component_scores.size == 0 and empty.n_gt == 0
+    assert all(math.isnan(v) for v in froc([empty]).values())
+    only_gt = LesionDetections(np.zeros(0), np.zeros(0, bool), np.zeros(0), np.array([-np.inf]))
+    assert froc([only_gt, empty]) == {"0.5": 0.0, "1": 0.0, "2": 0.0, "4": 0.0, "8": 0.0}
+    with pytest.raises(ValueError):
+        froc([])
+    with pytest.raises(ValueError, match="shape"):
+        detect_lesions(np.zeros((2, 2, 2)), np.zeros((2, 2, 3)), threshold=0.5)
+
+
+def test_bloat_box_prediction_vs_small_gt() -> None:
+    gt = np.zeros((10, 10, 10), dtype=np.uint8)
+    gt[4:6, 4:6, 4:6] = 1  # 8 voxels
+    prob = np.zeros(gt.shape, dtype=np.float32)
+    prob[3:7, 3:7, 3:7] = 0.6  # 64-voxel box around it
+    prob[0:2, 0:2, 0:2] = 0.4  # below threshold
+    assert bloat(prob, gt, threshold=0.5) == 8.0
+    assert bloat(prob, gt, threshold=0.3) == 9.0
+    assert math.isnan(bloat(prob, np.zeros_like(gt), threshold=0.5))
