@@ -30,7 +30,7 @@ def reorient(image: nib.Nifti1Image, axcodes: str) -> nib.Nifti1Image:
 
 @pytest.fixture
 def spine_like_ct() -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
-    """A 40x36x30 RAS volume at anisotropic spacing: soft tissue, a bone column, a small 'fracture'."""
+    """A 40x36x30 RAS volume, anisotropic: soft tissue, a bone column, a small 'fracture'."""
     rng = np.random.default_rng(0)
     shape = (40, 36, 30)
     x, y, z = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")

@@ -1,4 +1,4 @@
-"""NIfTI and slice-stack datasets: round trips keep geometry, saves are atomic, bad files are named."""
+"""NIfTI and slice-stack datasets: round trips keep geometry, atomic saves, bad files named."""
 
 from __future__ import annotations
 
@@ -73,7 +73,11 @@ def test_slice_stack_round_trip_without_pickle(tmp_path, spine_like_ct):
     dataset.save(stack)
     loaded = dataset.load()
     assert (loaded.case_id, loaded.view, loaded.volume_shape, loaded.offset) == (
-        "case<1>", "coronal", stack.volume_shape, stack.offset)
+        "case<1>",
+        "coronal",
+        stack.volume_shape,
+        stack.offset,
+    )
     np.testing.assert_array_equal(loaded.images, stack.images)
     np.testing.assert_array_equal(loaded.masks, stack.masks)
     np.testing.assert_array_equal(loaded.affine, ct.affine)

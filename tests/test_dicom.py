@@ -24,7 +24,10 @@ def test_real_series_reads_in_hu_with_ras_geometry():
     first = pydicom.dcmread(sorted(SERIES.iterdir())[0])
     # world position of voxel (0, 0, k) is the top-left pixel of the lowest slice, in RAS
     lowest = min(pydicom.dcmread(p).ImagePositionPatient[2] for p in SERIES.iterdir())
-    np.testing.assert_allclose(image.affine[:3, 3], [-first.ImagePositionPatient[0], -first.ImagePositionPatient[1], lowest])
+    np.testing.assert_allclose(
+        image.affine[:3, 3],
+        [-first.ImagePositionPatient[0], -first.ImagePositionPatient[1], lowest],
+    )
     data = np.asanyarray(image.dataobj)
     assert data.min() <= -900 and data.max() >= 700  # air and bone in HU
     validate_case(image, None, ct_name="series", mask_name=None)  # passes the pipeline's checks
@@ -35,8 +38,10 @@ def test_slices_ordered_by_position_not_file_name(tmp_path):
     shuffled.mkdir()
     for i, path in enumerate(sorted(SERIES.iterdir(), reverse=True)):
         shutil.copy(path, shuffled / f"{i:03d}.dcm")
-    np.testing.assert_array_equal(np.asanyarray(read_dicom_series(shuffled).dataobj),
-                                  np.asanyarray(read_dicom_series(SERIES).dataobj))
+    np.testing.assert_array_equal(
+        np.asanyarray(read_dicom_series(shuffled).dataobj),
+        np.asanyarray(read_dicom_series(SERIES).dataobj),
+    )
 
 
 def test_missing_slice_is_reported(tmp_path):

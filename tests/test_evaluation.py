@@ -23,10 +23,15 @@ def _case(seed: int, localized: bool):
 
 
 def test_pooled_metrics_match_sklearn_and_box_predictions_bloat():
-    cases = {f"c{i}": {m: _case(i, m == "localized") for m in ("localized", "box")} for i in range(3)}
+    cases = {
+        f"c{i}": {m: _case(i, m == "localized") for m in ("localized", "box")} for i in range(3)
+    }
     stream = (
-        (case, lambda c=case: cases[c]["box"][0].astype(np.uint8),
-         {m: (lambda c=case, m=m: cases[c][m][1]) for m in ("localized", "box")})
+        (
+            case,
+            lambda c=case: cases[c]["box"][0].astype(np.uint8),
+            {m: (lambda c=case, m=m: cases[c][m][1]) for m in ("localized", "box")},
+        )
         for case in cases
     )
     scores = score_methods(stream, {"localized": 0.5, "box": 0.5})
@@ -44,4 +49,6 @@ def test_pooled_metrics_match_sklearn_and_box_predictions_bloat():
         assert len(scores[method].cases) == 3
     assert scores["localized"].summary()["bloat"] == pytest.approx(1.0)
     assert scores["box"].summary()["bloat"] > 20
-    assert scores["localized"].summary()["froc"]["1"] == 1.0  # every fracture found, no false positive
+    assert (
+        scores["localized"].summary()["froc"]["1"] == 1.0
+    )  # every fracture found, no false positive

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import REAL_CT, make_image, reorient
-from vertebral_fracture.preprocessing import canonical_grid, resample, to_canonical, to_native, window
+from vertebral_fracture.preprocessing import (
+    canonical_grid,
+    resample,
+    to_canonical,
+    to_native,
+    window,
+)
 from vertebral_fracture.slicing import VIEW_AXES, assemble_volume, extract_slices
 
 
@@ -15,7 +21,9 @@ from vertebral_fracture.slicing import VIEW_AXES, assemble_volume, extract_slice
 def test_same_anatomy_in_any_orientation_gives_same_canonical_array(spine_like_ct, axcodes):
     ct, mask = spine_like_ct
     reference_ct, reference_mask = to_canonical(ct, mask, (1.0, 1.0, 1.0))
-    other_ct, other_mask = to_canonical(reorient(ct, axcodes), reorient(mask, axcodes), (1.0, 1.0, 1.0))
+    other_ct, other_mask = to_canonical(
+        reorient(ct, axcodes), reorient(mask, axcodes), (1.0, 1.0, 1.0)
+    )
     assert "".join(nib.aff2axcodes(other_ct.affine)) == "RAS"
     np.testing.assert_allclose(other_ct.affine, reference_ct.affine, atol=1e-6)
     np.testing.assert_array_equal(other_ct.get_fdata(), reference_ct.get_fdata())

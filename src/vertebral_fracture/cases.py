@@ -50,7 +50,11 @@ def find_cases(partition_ids: list[str], folder: str) -> list[CaseFiles]:
         match = _SCAN_NAME.match(pid.rsplit("/", 1)[-1])
         if match is None:
             if pid.endswith((".nii", ".nii.gz")):
-                logger.warning("Ignoring %s/%s: not named <case>_ct.nii.gz or <case>_fracture.nii.gz.", folder, pid)
+                logger.warning(
+                    "Ignoring %s/%s: not named <case>_ct.nii.gz or <case>_fracture.nii.gz.",
+                    folder,
+                    pid,
+                )
             continue
         found = cts if match["kind"] == "ct" else masks
         case_id = match["case"]
@@ -91,7 +95,9 @@ def validate_case(
     ct = _as_3d(ct, ct_name)
     data = np.asanyarray(ct.dataobj)
     if not np.isfinite(data).all():
-        raise ScanError(f"{ct_name}: {np.size(data) - np.isfinite(data).sum()} voxels are NaN or Inf.")
+        raise ScanError(
+            f"{ct_name}: {np.size(data) - np.isfinite(data).sum()} voxels are NaN or Inf."
+        )
     low, high = float(data.min()), float(data.max())
     if high < _HU_BONE_MIN or low > _HU_LOW_MAX:
         raise ScanError(
@@ -103,11 +109,14 @@ def validate_case(
         return ct, None
     mask = _as_3d(mask, mask_name or "mask")
     if mask.shape != ct.shape:
-        raise ScanError(f"{mask_name}: mask shape {mask.shape} differs from its CT {ct_name} {ct.shape}.")
+        raise ScanError(
+            f"{mask_name}: mask shape {mask.shape} differs from its CT {ct_name} {ct.shape}."
+        )
     if not np.allclose(mask.affine, ct.affine, atol=1e-3):
         raise ScanError(
             f"{mask_name}: mask affine differs from its CT {ct_name}; the mask must be on the CT's "
-            f"voxel grid.\nmask affine:\n{np.round(mask.affine, 4)}\nCT affine:\n{np.round(ct.affine, 4)}"
+            f"voxel grid.\nmask affine:\n{np.round(mask.affine, 4)}"
+            f"\nCT affine:\n{np.round(ct.affine, 4)}"
         )
     labels = np.asanyarray(mask.dataobj)
     if not np.isfinite(labels).all():
@@ -120,7 +129,9 @@ def validate_case(
                 f"{mask_name}: mask is not binary (values {shown}). Use 0/1 masks, or set "
                 "data_processing.binarize_masks: true to treat every non-zero label as fracture."
             )
-        logger.warning("%s: non-binary mask (values %s) binarised: non-zero = fracture.", mask_name, shown)
+        logger.warning(
+            "%s: non-binary mask (values %s) binarised: non-zero = fracture.", mask_name, shown
+        )
     binary = nib.Nifti1Image((labels > 0).astype(np.uint8), ct.affine, mask.header)
     return ct, binary
 
@@ -132,7 +143,9 @@ def _as_3d(image: nib.Nifti1Image, name: str) -> nib.Nifti1Image:
         raise ScanError(f"{name}: image has shape {shape}; a 3D volume is required.")
     if squeezed == shape:
         return image
-    return nib.Nifti1Image(np.asanyarray(image.dataobj).reshape(squeezed), image.affine, image.header)
+    return nib.Nifti1Image(
+        np.asanyarray(image.dataobj).reshape(squeezed), image.affine, image.header
+    )
 
 
 @dataclass
@@ -175,7 +188,9 @@ def split_cases(
     weights /= weights.sum()
     assignment = {case: "test" for case, voxels in fracture_voxels.items() if voxels is None}
     for has_fracture in (True, False):
-        stratum = sorted(c for c, v in fracture_voxels.items() if v is not None and (v > 0) == has_fracture)
+        stratum = sorted(
+            c for c, v in fracture_voxels.items() if v is not None and (v > 0) == has_fracture
+        )
         stratum = [stratum[i] for i in rng.permutation(len(stratum))]
         exact = weights * len(stratum)
         counts = np.floor(exact).astype(int)
@@ -189,6 +204,8 @@ def split_cases(
     return assignment
 
 
-def load_partition(partitions: Mapping[str, Callable[[], nib.Nifti1Image]], pid: str) -> nib.Nifti1Image:
+def load_partition(
+    partitions: Mapping[str, Callable[[], nib.Nifti1Image]], pid: str
+) -> nib.Nifti1Image:
     """Load one lazily listed partition."""
     return partitions[pid]()

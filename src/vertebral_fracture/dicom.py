@@ -1,6 +1,6 @@
 """DICOM CT series to NIfTI in Hounsfield units, so DICOM scans plug into the pipelines.
 
-    python -m vertebral_fracture.dicom <series_folder> <raw_dir>/<case>_ct.nii.gz
+python -m vertebral_fracture.dicom <series_folder> <raw_dir>/<case>_ct.nii.gz
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def read_dicom_series(folder: str | Path) -> nib.Nifti1Image:
         if ds.get("SeriesInstanceUID") != first.get("SeriesInstanceUID") or (
             ds.ImageOrientationPatient != first.ImageOrientationPatient
         ):
-            raise ScanError(f"{folder}: files from more than one series ({first_path.name}, {path.name}).")
+            raise ScanError(
+                f"{folder}: files from more than one series ({first_path.name}, {path.name})."
+            )
     orientation = np.array(first.ImageOrientationPatient, dtype=float)
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
@@ -55,11 +57,14 @@ def read_dicom_series(folder: str | Path) -> nib.Nifti1Image:
     order = np.argsort(positions)
     gaps = np.diff(positions[order])
     if len(gaps) and (gaps.min() <= 0 or np.ptp(gaps) > 0.01 * gaps.mean() + 1e-3):
-        raise ScanError(f"{folder}: slices are not evenly spaced (gaps {np.unique(np.round(gaps, 3))} mm).")
+        raise ScanError(
+            f"{folder}: slices are not evenly spaced (gaps {np.unique(np.round(gaps, 3))} mm)."
+        )
     slice_gap = float(gaps.mean()) if len(gaps) else float(first.get("SliceThickness", 1.0))
     volume = np.stack(
         [
-            datasets[i][1].pixel_array.astype(np.float32) * float(datasets[i][1].get("RescaleSlope", 1))
+            datasets[i][1].pixel_array.astype(np.float32)
+            * float(datasets[i][1].get("RescaleSlope", 1))
             + float(datasets[i][1].get("RescaleIntercept", 0))
             for i in order
         ],

@@ -78,8 +78,15 @@ class MethodScores:
 
     def curves(self) -> dict[str, np.ndarray]:
         precision, recall, _ = precision_recall_curve(self.histogram)
-        fps, sensitivity, _ = froc_curve(self.lesions) if self.lesions else (np.zeros(0), np.zeros(0), None)
-        return {"precision": precision, "recall": recall, "fps_per_scan": fps, "sensitivity": sensitivity}
+        fps, sensitivity, _ = (
+            froc_curve(self.lesions) if self.lesions else (np.zeros(0), np.zeros(0), None)
+        )
+        return {
+            "precision": precision,
+            "recall": recall,
+            "fps_per_scan": fps,
+            "sensitivity": sensitivity,
+        }
 
 
 def score_methods(

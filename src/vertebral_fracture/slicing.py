@@ -147,9 +147,11 @@ def assemble_volume(slice_maps: np.ndarray, stack: SliceStack) -> np.ndarray:
     top, left = stack.offset  # volume plane origin inside the slice; negative after a crop
     rows = slice(max(top, 0), min(top + h, slice_h))
     cols = slice(max(left, 0), min(left + w, slice_w))
-    planes[stack.slice_numbers, rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = (
-        slice_maps[:, rows, cols]
-    )
+    planes[
+        stack.slice_numbers,
+        rows.start - top : rows.stop - top,
+        cols.start - left : cols.stop - left,
+    ] = slice_maps[:, rows, cols]
     return volume
 
 
@@ -176,7 +178,10 @@ def crop_to_bone(stack: SliceStack, size: int, bone_level: float = 0.5) -> Slice
 
     def window(planes: np.ndarray) -> np.ndarray:
         out = np.zeros((n, size, size), dtype=planes.dtype)
-        src_r, src_c = slice(max(top, 0), min(top + size, h)), slice(max(left, 0), min(left + size, w))
+        src_r, src_c = (
+            slice(max(top, 0), min(top + size, h)),
+            slice(max(left, 0), min(left + size, w)),
+        )
         dst_r = slice(src_r.start - top, src_r.stop - top)
         dst_c = slice(src_c.start - left, src_c.stop - left)
         out[:, dst_r, dst_c] = planes[:, src_r, src_c]

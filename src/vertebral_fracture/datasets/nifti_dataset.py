@@ -72,5 +72,7 @@ def load_nifti(path: Path) -> nib.Nifti1Image:
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         raise DatasetError(f"{path}: truncated or corrupt NIfTI file ({exc}).") from exc
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
-        raise DatasetError(f"{path}: not a NIfTI image (nibabel read it as {type(image).__name__}).")
+        raise DatasetError(
+            f"{path}: not a NIfTI image (nibabel read it as {type(image).__name__})."
+        )
     return type(image)(data, image.affine, image.header)

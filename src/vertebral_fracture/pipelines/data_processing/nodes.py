@@ -1,4 +1,4 @@
-"""Nodes of the data_processing pipeline: thin wrappers over phantoms, cases, preprocessing, slicing."""
+"""Nodes of the data_processing pipeline: thin wrappers over phantoms, cases, preprocessing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from vertebral_fracture.cases import CaseRecord, ScanError, find_cases, split_cases, validate_case
-from vertebral_fracture.phantoms import PhantomSetParams, generate_phantom_set, phantom_preview_figure
+from vertebral_fracture.phantoms import (
+    PhantomSetParams,
+    generate_phantom_set,
+    phantom_preview_figure,
+)
 from vertebral_fracture.pipelines.data_processing.params import DataProcessingParams
 from vertebral_fracture.preprocessing import to_canonical, window
 from vertebral_fracture.slicing import SliceStack, extract_slices
@@ -22,7 +26,9 @@ logger = logging.getLogger(__name__)
 LazyImages = dict[str, Callable[[], nib.Nifti1Image]]
 
 
-def generate_phantoms(params: PhantomSetParams) -> tuple[dict[str, nib.Nifti1Image], list[dict], Figure]:
+def generate_phantoms(
+    params: PhantomSetParams,
+) -> tuple[dict[str, nib.Nifti1Image], list[dict], Figure]:
     """Synthetic spine CT cases with fracture masks, their manifest and a preview figure."""
     phantoms = generate_phantom_set(params)
     scans: dict[str, nib.Nifti1Image] = {}
@@ -68,6 +74,7 @@ def index_cases(
                 split="",
                 fracture_voxels=int(np.count_nonzero(mask.dataobj)) if mask is not None else None,
                 shape=[int(n) for n in ct.shape],
+                affine=np.asarray(ct.affine, dtype=float).tolist(),
                 spacing_mm=[round(float(z), 4) for z in ct.header.get_zooms()[:3]],
                 orientation="".join(nib.aff2axcodes(ct.affine)),
                 source="phantom" if case.case_id in synthetic else "user",
@@ -78,7 +85,9 @@ def index_cases(
         assignment = {r.case_id: "test" for r in records}
     else:
         fractions = {"train": split.train, "val": split.val, "test": split.test}
-        assignment = split_cases({r.case_id: r.fracture_voxels for r in records}, fractions, split.seed)
+        assignment = split_cases(
+            {r.case_id: r.fracture_voxels for r in records}, fractions, split.seed
+        )
     for record in records:
         record.split = assignment[record.case_id]
     counts = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}
@@ -95,7 +104,9 @@ def preprocess_cases(
     canonical folder can be opened in any NIfTI viewer.
     """
 
-    @functools.lru_cache(maxsize=1)  # ct and fracture partitions of a case are saved one after the other
+    @functools.lru_cache(
+        maxsize=1
+    )  # ct and fracture partitions of a case are saved one after the other
     def canonical(case_id: str) -> tuple[nib.Nifti1Image, nib.Nifti1Image | None]:
         record = by_id[case_id]
         ct, mask = validate_case(
@@ -112,7 +123,9 @@ def preprocess_cases(
     for case_id, record in by_id.items():
         partitions[f"{case_id}/ct"] = functools.partial(lambda c: canonical(c)[0], case_id)
         if record["mask"]:
-            partitions[f"{case_id}/fracture"] = functools.partial(lambda c: canonical(c)[1], case_id)
+            partitions[f"{case_id}/fracture"] = functools.partial(
+                lambda c: canonical(c)[1], case_id
+            )
     return partitions
 
 
@@ -125,9 +138,13 @@ def slice_view(
         case_id = record["case_id"]
         ct = canonical_scans[f"{case_id}/ct"]()
         mask_key = f"{case_id}/fracture"
-        mask = np.asanyarray(canonical_scans[mask_key]().dataobj) if mask_key in canonical_scans else None
+        mask = (
+            np.asanyarray(canonical_scans[mask_key]().dataobj)
+            if mask_key in canonical_scans
+            else None
+        )
         image = window(np.asanyarray(ct.dataobj), params.window_level, params.window_width)
-        return extract_slices(case_id, image, mask, view, params.min_slice_size)
+        return extract_slices(case_id, image, mask, view, params.min_slice_size, ct.affine)
 
     if not case_index:
         raise ScanError("The case index is empty: no scans to slice.")

@@ -33,5 +33,7 @@ class DataProcessingParams(BaseModel):
     @classmethod
     def _multiple_of_stride(cls, value: int) -> int:
         if value % STRIDE:
-            raise ValueError(f"min_slice_size must be a multiple of {STRIDE} (the encoders' stride), got {value}")
+            raise ValueError(
+                f"min_slice_size must be a multiple of {STRIDE} (the encoders' stride), got {value}"
+            )
         return value

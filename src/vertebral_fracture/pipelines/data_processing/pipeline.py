@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from kedro.pipeline import Node, Pipeline
 
 from vertebral_fracture.pipelines.data_processing.nodes import (
@@ -12,7 +10,7 @@ from vertebral_fracture.pipelines.data_processing.nodes import (
     preprocess_cases,
     slice_view,
 )
-from vertebral_fracture.slicing import VIEW_AXES
+from vertebral_fracture.pipelines.views import VIEWS, bind
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -20,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         Pipeline(
             [
                 Node(
-                    functools.partial(slice_view, view=view),
+                    bind(slice_view, view=view),
                     inputs=["canonical_scans", "case_index", "params:data_processing"],
                     outputs="slices",
                     name="slice_view",
@@ -30,7 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             inputs={"canonical_scans", "case_index"},
             parameters={"params:data_processing"},
         )
-        for view in VIEW_AXES
+        for view in VIEWS
     ]
     return Pipeline(
         [
@@ -42,7 +40,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 index_cases,
-                inputs=["raw_scans", "phantom_manifest", "params:raw_dir", "params:data_processing"],
+                inputs=[
+                    "raw_scans",
+                    "phantom_manifest",
+                    "params:raw_dir",
+                    "params:data_processing",
+                ],
                 outputs="case_index",
                 name="index_cases",
             ),

@@ -1,0 +1,110 @@
+"""Small file datasets that write atomically: figures (PNG), text (HTML, Markdown), JSON.
+
+Kedro's own text/JSON/matplotlib datasets write in place; these write a temporary file and
+rename it, so a killed run never leaves a half-written report behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from kedro.io.core import AbstractDataset, DatasetError
+from matplotlib.figure import Figure
+
+from vertebral_fracture.datasets._atomic import atomic_path
+
+
+class _FileDataset(AbstractDataset):
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def _read(self) -> bytes:
+        try:
+            return self._filepath.read_bytes()
+        except FileNotFoundError as exc:
+            raise DatasetError(f"{self._filepath}: no such file.") from exc
+
+    def _write(self, data: bytes, path: Path | None = None) -> None:
+        with atomic_path(path or self._filepath, suffix=(path or self._filepath).suffix) as tmp:
+            tmp.write_bytes(data)
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class TextDataset(_FileDataset):
+    """UTF-8 text (HTML, Markdown)."""
+
+    def load(self) -> str:
+        return self._read().decode("utf-8")
+
+    def save(self, data: str) -> None:
+        self._write(data.encode("utf-8"))
+
+
+class JsonDataset(_FileDataset):
+    """JSON with NaN and infinities written as null (valid JSON for every reader)."""
+
+    def load(self) -> Any:
+        try:
+            return json.loads(self._read())
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{self._filepath}: invalid JSON ({exc}).") from exc
+
+    def save(self, data: Any) -> None:
+        self._write(json.dumps(_finite_or_null(data), indent=1).encode("utf-8"))
+
+
+class FigureDataset(_FileDataset):
+    """A matplotlib figure as one PNG, or a dict of figures as PNGs in a folder.
+
+    Loads PNG bytes (a dict of them for a folder), ready to embed in a report.
+    """
+
+    def __init__(
+        self, *, filepath: str, dpi: int = 110, metadata: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(filepath=filepath, metadata=metadata)
+        self._dpi = dpi
+
+    def load(self) -> bytes | dict[str, bytes]:
+        if self._filepath.is_dir():
+            return {p.stem: p.read_bytes() for p in sorted(self._filepath.glob("*.png"))}
+        return self._read()
+
+    def save(self, data: Figure | dict[str, Figure]) -> None:
+        if isinstance(data, dict):
+            self._filepath.mkdir(parents=True, exist_ok=True)
+            for stale in self._filepath.glob("*.png"):
+                if stale.stem not in data:
+                    stale.unlink()
+            for name, figure in data.items():
+                self._write(_png(figure, self._dpi), self._filepath / f"{name}.png")
+        else:
+            self._write(_png(data, self._dpi))
+
+
+def _png(figure: Figure, dpi: int) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _finite_or_null(value.item())
+    return value

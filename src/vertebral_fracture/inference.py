@@ -1,0 +1,62 @@
+"""Slice-wise inference: per-slice fracture probability maps, stacked back into volumes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from vertebral_fracture.slicing import SliceStack, assemble_volume
+from vertebral_fracture.training.data import neighbour_indices
+
+
+@torch.inference_mode()
+def predict_slices(
+    model: nn.Module,
+    stack: SliceStack,
+    *,
+    in_channels: int = 1,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """Fracture probability of every pixel of every slice of a stack.
+
+    ``model.fracture_probability`` gives P_class x P_seg(x, y) for the multi-task model and
+    P_class painted over the whole slice for the slice classifier (the thesis baseline).
+
+    Args:
+        model: a model from ``vertebral_fracture.models.build_model``.
+        stack: the slices, (N, H, W) with H and W multiples of 32.
+        in_channels: channels the model takes (odd: neighbouring slices as context).
+        batch_size: slices per forward pass.
+        device: where to run.
+        progress: show a progress bar over batches.
+
+    Returns:
+        (N, H, W) float32 probabilities in [0, 1].
+    """
+    model.eval().to(device)
+    n = len(stack.images)
+    out = np.empty(stack.images.shape, dtype=np.float32)
+    starts = range(0, n, batch_size)
+    for start in tqdm(
+        starts,
+        desc=f"{stack.case_id} {stack.view}",
+        unit="batch",
+        leave=False,
+        disable=not progress,
+    ):
+        indices = range(start, min(start + batch_size, n))
+        batch = np.stack([stack.images[neighbour_indices(i, n, in_channels)] for i in indices])
+        x = torch.from_numpy(batch.astype(np.float32)).to(device)
+        out[start : start + len(indices)] = (
+            model.fracture_probability(x)[:, 0].float().cpu().numpy()
+        )
+    return out
+
+
+def predict_volume(model: nn.Module, stack: SliceStack, **kwargs) -> np.ndarray:
+    """(X, Y, Z) float32 probabilities on the stack's canonical grid (see ``predict_slices``)."""
+    return assemble_volume(predict_slices(model, stack, **kwargs), stack)

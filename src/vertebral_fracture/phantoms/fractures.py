@@ -1,0 +1,214 @@
+"""Vertebral body fractures as deformations of the body's signed distance field.
+
+Each fracture evaluates the (deformed) body on local coordinate arrays (mm) and reports which
+voxels become fracture gaps, sclerotic bone and fracture mask. All returned arrays share the
+shape of the input coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import binary_dilation
+
+from .anatomy import VertebraGeom, body_sdf
+from .geometry import Array
+
+KINDS = ("compression", "burst", "cortical_line")
+KIND_PROBS = (0.45, 0.25, 0.30)
+
+
+@dataclass
+class BodyEval:
+    """Vertebral body evaluated on a crop: signed distance, endplate distance and fracture parts."""
+
+    d: Array  # signed distance (mm), > 0 inside bone
+    end: Array  # distance to the nearer endplate (mm)
+    gap: Array  # bool, fracture gap (hematoma HU, not bone)
+    sclerotic: Array  # bool, compacted bone
+    mask: Array  # bool, fracture region
+
+
+def intact_body(u: Array, v: Array, w: Array, g: VertebraGeom) -> BodyEval:
+    """Unfractured body."""
+    d, end = body_sdf(u, v, w, g)
+    none = np.zeros(d.shape, bool)
+    return BodyEval(d, end, none, none, none)
+
+
+@dataclass(frozen=True)
+class Compression:
+    """Wedge compression: anterior collapse of one endplate with a sclerotic band beneath it."""
+
+    side: int  # +1 superior endplate, -1 inferior
+    loss_mm: float  # anterior height loss
+    hinge: float  # collapse starts at v = hinge * ry (posterior wall stays intact)
+    gamma: float
+    band_mm: float
+    ripple_mm: float
+    ripple_phase: float
+    kind: str = "compression"
+
+    def drop(self, u: Array, v: Array, g: VertebraGeom) -> Array:
+        """Endplate displacement (mm) into the body, max at the anterior wall."""
+        t = np.clip((v - self.hinge * g.ry) / ((1 - self.hinge) * g.ry), 0, 1) ** self.gamma
+        ripple = self.ripple_mm * np.sin(2.1 * u / g.rx * np.pi + self.ripple_phase) * t
+        return self.loss_mm * t + ripple
+
+    def extension(self, side: int, g: VertebraGeom) -> float:
+        """How far (mm) the adjacent disc must reach into the body through this endplate."""
+        return self.loss_mm + self.ripple_mm if side == self.side else 0.0
+
+    def evaluate(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> BodyEval:
+        drop = self.drop(u, v, g)
+        top, bottom = (drop, 0.0) if self.side > 0 else (0.0, drop)
+        d, end = body_sdf(u, v, w, g, top, bottom)
+        # Distance below the collapsed endplate only (the other endplate is intact).
+        _, end_top = body_sdf(u, v, w, g, top, -g.h)
+        _, end_bottom = body_sdf(u, v, w, g, -g.h, bottom)
+        depth = end_top if self.side > 0 else end_bottom
+        crushed = (d > 0) & (depth < self.band_mm) & (drop > 0.2 * self.loss_mm)
+        return BodyEval(d, end, np.zeros(d.shape, bool), crushed, crushed)
+
+
+@dataclass(frozen=True)
+class Burst:
+    """Burst: central endplate depression, fracture lines and a retropulsed posterior fragment."""
+
+    depression_mm: float
+    frag_v: float  # fragment is posterior of v = frag_v * ry ...
+    frag_w: float  # ... and cranial of w = frag_w * h
+    frag_tilt: float
+    shift: Array  # (3,) fragment displacement (mm), posterior = retropulsion
+    planes: tuple[tuple[Array, Array], ...]  # (point, unit normal) of fracture lines
+    gap_mm: float
+    kind: str = "burst"
+
+    def extension(self, side: int, g: VertebraGeom) -> float:
+        return self.depression_mm if side > 0 else 0.4 * self.depression_mm
+
+    def _in_fragment(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> Array:
+        return (v < self.frag_v * g.ry + self.frag_tilt * w) & (w > self.frag_w * g.h)
+
+    def _body(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> tuple[Array, Array]:
+        central = np.clip(1 - (u / g.rx) ** 2 - (v / g.ry) ** 2, 0, 1)
+        depression = self.depression_mm * central
+        return body_sdf(u, v, w, g, depression, 0.4 * depression)
+
+    def evaluate(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> BodyEval:
+        intact, _ = body_sdf(u, v, w, g)
+        d_main, end = self._body(u, v, w, g)
+        d_main = np.where(self._in_fragment(u, v, w, g), -np.inf, d_main)
+        su, sv, sw = u - self.shift[0], v - self.shift[1], w - self.shift[2]
+        d_frag, end_frag = self._body(su, sv, sw, g)
+        d_frag = np.where(self._in_fragment(su, sv, sw, g), d_frag, -np.inf)
+        line = np.zeros(u.shape, bool)
+        for point, normal in self.planes:
+            dist = (
+                (u - point[0]) * normal[0] + (v - point[1]) * normal[1] + (w - point[2]) * normal[2]
+            )
+            line |= np.abs(dist) < self.gap_mm / 2
+        line &= d_main > 0
+        d = np.where(line, -np.inf, np.maximum(d_main, d_frag))
+        gap = line | ((intact > 0) & (d <= 0))
+        mask = gap | (d_frag > 0)
+        return BodyEval(d, np.where(d_frag > 0, end_frag, end), gap, np.zeros(d.shape, bool), mask)
+
+
+@dataclass(frozen=True)
+class CorticalLine:
+    """Thin fracture line through the cortex with a step-off of one side."""
+
+    point: Array  # (3,) local mm, on the body wall
+    outward: Array  # (3,) unit radial direction at the point
+    normal: Array  # (3,) unit normal of the fracture plane (perpendicular to ``outward``)
+    length_mm: float
+    gap_mm: float
+    step_mm: float
+    depth_mm: float
+    kind: str = "cortical_line"
+
+    def extension(self, side: int, g: VertebraGeom) -> float:
+        return 0.0
+
+    def evaluate(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> BodyEval:
+        du, dv, dw = u - self.point[0], v - self.point[1], w - self.point[2]
+        r2 = du * du + dv * dv + dw * dw
+        side = du * self.normal[0] + dv * self.normal[1] + dw * self.normal[2]
+        # One side of the plane moves outward, fading with distance so the step stays local.
+        push = np.where(side > 0, self.step_mm * np.exp(-r2 / (2 * self.length_mm**2)), 0.0)
+        intact, _ = body_sdf(u, v, w, g)
+        d, end = body_sdf(
+            u - push * self.outward[0], v - push * self.outward[1], w - push * self.outward[2], g
+        )
+        line = (np.abs(side) < self.gap_mm / 2) & (r2 < self.length_mm**2)
+        line &= (np.maximum(d, intact) > 0) & (np.maximum(d, intact) < self.depth_mm)
+        d = np.where(line, -np.inf, d)
+        mask = binary_dilation(line) & (np.maximum(d, intact) > -self.gap_mm)
+        return BodyEval(d, end, line, np.zeros(d.shape, bool), mask)
+
+
+Fracture = Compression | Burst | CorticalLine
+
+
+def _unit(vec: Array) -> Array:
+    return vec / np.linalg.norm(vec)
+
+
+def sample_fracture(
+    kind: str, rng: np.random.Generator, g: VertebraGeom, voxel_mm: float
+) -> Fracture:
+    """Random fracture of ``kind`` for a body of geometry ``g``; ``voxel_mm`` is the finest spacing.
+
+    Gaps and bands are kept >= ~1 voxel so they survive partial-volume blur.
+    """
+    if kind == "compression":
+        return Compression(
+            side=1 if rng.random() < 0.7 else -1,
+            loss_mm=rng.uniform(0.25, 0.5) * g.h,
+            hinge=rng.uniform(-0.6, -0.1),
+            gamma=rng.uniform(0.8, 1.6),
+            band_mm=max(rng.uniform(0.1, 0.18) * g.h, 2.0 * voxel_mm),
+            ripple_mm=rng.uniform(0.0, 0.05) * g.h,
+            ripple_phase=rng.uniform(0, 2 * np.pi),
+        )
+    if kind == "burst":
+        planes = []
+        for _ in range(int(rng.integers(1, 4))):
+            point = np.array(
+                [
+                    rng.uniform(-0.4, 0.4) * g.rx,
+                    rng.uniform(-0.3, 0.5) * g.ry,
+                    rng.uniform(-0.2, 0.2) * g.h,
+                ]
+            )
+            normal = _unit(np.append(rng.normal(size=2), rng.normal(0, 0.4)))
+            planes.append((point, normal))
+        retro = min(rng.uniform(0.08, 0.18) * g.ry, 2.2 * voxel_mm)
+        return Burst(
+            depression_mm=rng.uniform(0.1, 0.25) * g.h,
+            frag_v=rng.uniform(-0.65, -0.35),
+            frag_w=rng.uniform(-0.1, 0.15),
+            frag_tilt=rng.uniform(-0.3, 0.3),
+            shift=np.array([rng.normal(0, 0.3) * retro, -retro, rng.uniform(0, 0.3) * retro]),
+            planes=tuple(planes),
+            gap_mm=max(rng.uniform(0.8, 1.4) * voxel_mm, 0.8),
+        )
+    if kind == "cortical_line":
+        phi = rng.uniform(-1.8, 1.8)  # angle from anterior, avoiding the posterior wall
+        outward = np.array([np.sin(phi), np.cos(phi), 0.0])
+        w0 = rng.uniform(-0.3, 0.3) * g.h
+        point = np.array([g.rx * np.sin(phi), g.ry * np.cos(phi), w0]) * (1 - g.waist * 0.8)
+        tangent = np.array([np.cos(phi), -np.sin(phi), 0.0])
+        tilt = rng.uniform(-0.9, 0.9)
+        return CorticalLine(
+            point=point,
+            outward=outward,
+            normal=_unit(np.cos(tilt) * np.array([0.0, 0.0, 1.0]) + np.sin(tilt) * tangent),
+            length_mm=rng.uniform(0.25, 0.45) * g.rx,
+            gap_mm=max(rng.uniform(1.0, 1.6) * voxel_mm, 0.8),
+            step_mm=rng.uniform(0.8, 1.5) * voxel_mm,
+            depth_mm=rng.uniform(2.5, 4.0) * voxel_mm,
+        )
+    raise ValueError(f"unknown fracture kind {kind!r}")

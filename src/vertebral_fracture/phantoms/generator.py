@@ -1,0 +1,369 @@
+"""Synthetic thoraco-lumbar spine CT phantoms with vertebral fracture masks.
+
+A case is built in canonical RAS world space (mm) as a tissue label map and an HU field,
+blurred (partial volume), noised, then stored in the case's orientation as NIfTI images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
+from scipy.ndimage import binary_dilation, gaussian_filter
+from tqdm.auto import tqdm
+
+from .anatomy import (
+    BONE,
+    SpineLayout,
+    Tissue,
+    Vertebra,
+    canal_sdf,
+    layout_spine,
+    paint_soft_tissue,
+    posterior_elements,
+    slice_profile,
+    vertebra_extent,
+)
+from .config import PhantomSetParams
+from .distractors import LOCAL_KINDS, Distractor, sample_distractor
+from .fractures import KIND_PROBS, KINDS, Fracture, intact_body, sample_fracture
+from .geometry import Array, Box, ellipse_sdf, make_box
+
+_DISTRACTOR_TISSUES = (Tissue.SCHMORL_NODE, Tissue.VEIN_CHANNEL, Tissue.OSTEOPHYTE)
+_DISTRACTOR_PROB = 0.45  # per case and local distractor kind
+
+
+@dataclass
+class Phantom:
+    """One synthetic CT case.
+
+    ``ct`` is int16 HU, ``fracture_mask`` uint8 {0, 1} and ``tissue_labels`` uint8 ``Tissue``
+    codes (noise-free ground truth of the tissue classes), all with the same shape and affine
+    in the stored ``orientation``.
+    """
+
+    case_id: str
+    ct: nib.Nifti1Image
+    fracture_mask: nib.Nifti1Image
+    fractures: list[dict]
+    distractors: list[str]
+    orientation: str
+    tissue_labels: nib.Nifti1Image
+
+
+@dataclass
+class Canvas:
+    """Canonical (X, Y, Z) volumes being painted: labels, HU and fracture ids (1-based)."""
+
+    labels: Array
+    hu: Array
+    fracture_ids: Array
+    origin: Array
+    spacing: Array
+    fine: Array  # unit-variance band-limited noise, trabecular texture
+    coarse: Array  # unit-variance low-frequency noise, soft-tissue heterogeneity
+
+    def box(self, center: Array, rot: Array, lo: Array, hi: Array) -> Box | None:
+        """Crop of the canvas covering a local cuboid, see ``geometry.make_box``."""
+        return make_box(self.labels.shape, self.origin, self.spacing, center, rot, lo, hi)
+
+
+def band_noise(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    sigma_vox: Array,
+    highpass_vox: Array | None = None,
+) -> Array:
+    """Unit-variance Gaussian noise low-passed at ``sigma_vox`` (per axis, voxels).
+
+    With ``highpass_vox`` the coarser band is subtracted (difference of Gaussians), giving a
+    band-limited texture whose grain matches trabecular bone. Returns float32 of ``shape``.
+    """
+    white = rng.standard_normal(shape, dtype=np.float32)
+    field = gaussian_filter(white, sigma_vox, truncate=3.0)
+    if highpass_vox is not None:
+        field -= gaussian_filter(white, highpass_vox, truncate=3.0)
+    return field / max(float(field.std()), 1e-6)
+
+
+def paint_disc(
+    canvas: Canvas,
+    upper: Vertebra,
+    lower: Vertebra,
+    ext_up: float,
+    ext_low: float,
+    rng: np.random.Generator,
+) -> None:
+    """Paint the disc between two vertebrae (annulus denser than nucleus).
+
+    ``ext_up``/``ext_low`` (mm) let the disc fill endplate collapse of the adjacent bodies.
+    """
+    gu, gl = upper.geom, lower.geom
+    axis = upper.center - lower.center
+    half = np.linalg.norm(axis) / 2
+    left, _, right = np.linalg.svd(upper.rot + lower.rot)  # mean rotation (polar decomposition)
+    rot = left @ right
+    top = half - gu.h / 2 + gu.cav + 0.5
+    bottom = -half + gl.h / 2 - gl.cav - 0.5
+    rx, ry = 1.03 * (gu.rx + gl.rx) / 2, 1.03 * (gu.ry + gl.ry) / 2
+    lo, hi = np.array([-rx, -ry, bottom - ext_low]) - 1, np.array([rx, ry, top + ext_up]) + 1
+    box = canvas.box((upper.center + lower.center) / 2, rot, lo, hi)
+    if box is None:
+        return
+    d, rn = ellipse_sdf(box.u, box.v, rx, ry)
+    # Beyond the nominal endplates the disc only fills the (collapsed) body, not its waist.
+    beyond = (box.w > top) | (box.w < bottom)
+    region = (d > 0) & (box.w <= top + ext_up) & (box.w >= bottom - ext_low)
+    region &= ~(beyond & (rn > 0.9))
+    nucleus, annulus = rng.uniform(70, 88), rng.uniform(92, 115)
+    ring = np.clip((rn - 0.45) / 0.4, 0, 1)
+    hu = nucleus + (annulus - nucleus) * ring + 6 * canvas.fine[box.slices]
+    canvas.labels[box.slices][region] = Tissue.DISC
+    canvas.hu[box.slices][region] = hu[region]
+
+
+def paint_canal(canvas: Canvas, vert: Vertebra, csf_hu: float) -> None:
+    """Paint the spinal canal (CSF) and, down to L1, the spinal cord around one vertebra."""
+    g = vert.geom
+    half = g.h / 2 + 0.75 * g.disc_h
+    lo = np.array([-g.canal_rx, g.canal_v - g.canal_ry, -half]) - 1
+    box = canvas.box(
+        vert.center, vert.rot, lo, np.array([g.canal_rx, g.canal_v + g.canal_ry, half]) + 1
+    )
+    if box is None:
+        return
+    d, rn = canal_sdf(box.u, box.v, g)
+    inside = (d > 0) & (np.abs(box.w) <= half)
+    labels, hu = canvas.labels[box.slices], canvas.hu[box.slices]
+    labels[inside], hu[inside] = Tissue.CSF, csf_hu
+    if g.has_cord:
+        cord = inside & (rn < 0.55)
+        labels[cord], hu[cord] = Tissue.CORD, csf_hu + 25
+
+
+def paint_vertebra(
+    canvas: Canvas,
+    vert: Vertebra,
+    fracture: Fracture | None,
+    fracture_id: int,
+    distractors: list[Distractor],
+    rng: np.random.Generator,
+) -> None:
+    """Paint bone (cortex, trabecular core), fracture and distractors of one vertebra.
+
+    Fracture mask voxels (restricted to bone or 1 voxel around it, never on distractors) are
+    written as ``fracture_id`` into ``canvas.fracture_ids``.
+    """
+    g = vert.geom
+    box = canvas.box(vert.center, vert.rot, *vertebra_extent(g))
+    if box is None:
+        return
+    u, v, w = box.u, box.v, box.w
+    d = np.full(u.shape, -np.inf, np.float32)
+    end = np.full(u.shape, np.inf, np.float32)
+    gap, sclerotic, mask = (np.zeros(u.shape, bool) for _ in range(3))
+    body = box.sub(np.array([[-g.rx, -1.3 * g.ry, -g.h / 2], [g.rx, g.ry, g.h / 2]]), 4.0)
+    if body is not None:
+        ev = (fracture.evaluate if fracture else intact_body)(u[body], v[body], w[body], g)
+        d[body], end[body], gap[body], sclerotic[body], mask[body] = (
+            ev.d,
+            ev.end,
+            ev.gap,
+            ev.sclerotic,
+            ev.mask,
+        )
+    for part in posterior_elements(g):
+        pts, pad = part.extent()
+        sub = box.sub(pts, pad + 1.0)
+        if sub is not None:
+            d[sub] = np.maximum(d[sub], part.sdf(u[sub], v[sub], w[sub]))
+    d = np.minimum(d, -canal_sdf(u, v, g)[0])  # the canal is carved out, lined by cortex
+    bone = d > 0
+    cortex = bone & (d < vert.cort_mm)
+
+    labels, hu, fine = canvas.labels[box.slices], canvas.hu[box.slices], canvas.fine[box.slices]
+    trabecular = Tissue.OSTEOPOROTIC_TRABECULAR if vert.osteoporotic else Tissue.TRABECULAR
+    subchondral = 80 * np.exp(-np.clip(end, 0, None) / 1.5)  # denser bone under endplates
+    labels[bone] = trabecular
+    hu[bone] = (vert.trab_hu * (1 + 0.4 * fine) + subchondral)[bone]
+    labels[cortex] = Tissue.CORTICAL
+    hu[cortex] = (vert.cort_hu + 60 * fine)[cortex]
+    hematoma = gap & ~bone
+    labels[hematoma] = Tissue.FRACTURE_GAP
+    hu[hematoma] = (rng.uniform(30, 80) + 10 * fine)[hematoma]
+    compacted = sclerotic & bone & ~cortex
+    labels[compacted] = Tissue.SCLEROTIC
+    hu[compacted] = (rng.uniform(400, 600) * (1 + 0.15 * fine))[compacted]
+    for distractor in distractors:
+        for region, tissue, value in distractor.paints(u, v, w, g, bone):
+            labels[region] = tissue
+            hu[region] = (value + 20 * fine)[region]
+
+    if fracture is not None:
+        mask &= binary_dilation(np.isin(labels, BONE)) & ~np.isin(labels, _DISTRACTOR_TISSUES)
+        canvas.fracture_ids[box.slices][mask] = fracture_id
+
+
+def case_origin(rng: np.random.Generator, shape: tuple[int, int, int], spacing: Array) -> Array:
+    """World position (mm) of voxel (0, 0, 0): volume centred near the table, random z level."""
+    centre = np.array([rng.uniform(-20, 20), rng.uniform(-20, 20), rng.uniform(-400, -100)])
+    return centre - (np.asarray(shape) - 1) / 2 * spacing
+
+
+def _fully_visible(vert: Vertebra, canvas: Canvas) -> bool:
+    z0 = canvas.origin[2]
+    z1 = z0 + (canvas.labels.shape[2] - 1) * canvas.spacing[2]
+    return z0 + vert.geom.h / 2 <= vert.center[2] <= z1 - vert.geom.h / 2
+
+
+def choose_fractures(
+    rng: np.random.Generator, layout: SpineLayout, canvas: Canvas, params: PhantomSetParams
+) -> dict[str, Fracture]:
+    """Map vertebra name -> fracture; none with probability ``fracture_free_fraction``."""
+    if params.max_fractures == 0 or rng.random() < params.fracture_free_fraction:
+        return {}
+    eligible = [vt for vt in layout.vertebrae if vt.in_segment and _fully_visible(vt, canvas)]
+    weights = np.array([0.55, 0.3, 0.15][: params.max_fractures])
+    count = min(int(rng.choice(len(weights), p=weights / weights.sum())) + 1, len(eligible))
+    chosen = rng.choice(len(eligible), size=count, replace=False)
+    voxel_mm = float(canvas.spacing.min())
+    return {
+        eligible[i].name: sample_fracture(
+            str(rng.choice(KINDS, p=KIND_PROBS)), rng, eligible[i].geom, voxel_mm
+        )
+        for i in sorted(chosen)
+    }
+
+
+def choose_distractors(
+    rng: np.random.Generator,
+    layout: SpineLayout,
+    fractured: set[str],
+    voxel_mm: float,
+    contrast: bool,
+) -> dict[str, list[Distractor]]:
+    """Map vertebra name -> local distractors, preferring vertebrae without fracture."""
+    segment = [vt for vt in layout.vertebrae if vt.in_segment]
+    intact = [vt for vt in segment if vt.name not in fractured] or segment
+    out: dict[str, list[Distractor]] = {}
+    for kind in LOCAL_KINDS:
+        if rng.random() < _DISTRACTOR_PROB:
+            vert = intact[int(rng.integers(len(intact)))]
+            out.setdefault(vert.name, []).append(
+                sample_distractor(kind, rng, vert.geom, voxel_mm, contrast)
+            )
+    return out
+
+
+def _nifti(data: Array, affine: Array) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_data_dtype(data.dtype)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm")
+    return img
+
+
+def store(data: Array, affine: Array, orientation: str) -> nib.Nifti1Image:
+    """NIfTI image of canonical RAS ``data`` (X, Y, Z) re-laid out in ``orientation``.
+
+    The array is flipped/transposed and the affine adjusted so world coordinates are unchanged.
+    """
+    ornt = ornt_transform(axcodes2ornt(("R", "A", "S")), axcodes2ornt(tuple(orientation)))
+    moved = np.ascontiguousarray(apply_orientation(data, ornt))
+    return _nifti(moved, affine @ inv_ornt_aff(ornt, data.shape))
+
+
+def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phantom:
+    """Generate one case, deterministic in ``seed`` (the orientation is drawn independently so
+    the same seed gives the same anatomy whatever ``params.orientations`` holds)."""
+    orient_seq, anatomy_seq = np.random.SeedSequence(seed).spawn(2)
+    orientation = params.orientations[
+        int(np.random.default_rng(orient_seq).integers(len(params.orientations)))
+    ]
+    rng = np.random.default_rng(anatomy_seq)
+    shape, spacing = tuple(params.shape), np.asarray(params.spacing_mm, float)
+    origin = case_origin(rng, shape, spacing)
+    layout = layout_spine(rng, origin, spacing, shape)
+
+    grain = np.maximum(0.45 / spacing, 0.45)  # trabecular grain ~0.5-1.5 mm
+    canvas = Canvas(
+        labels=np.zeros(shape, np.uint8),
+        hu=np.full(shape, -1000.0, np.float32),
+        fracture_ids=np.zeros(shape, np.uint8),
+        origin=origin,
+        spacing=spacing,
+        fine=band_noise(rng, shape, grain, 3 * grain),
+        coarse=band_noise(rng, shape, 6.0 * layout.scale / spacing + 0.5),
+    )
+    x = (origin[0] + np.arange(shape[0]) * spacing[0])[:, None, None]
+    y = (origin[1] + np.arange(shape[1]) * spacing[1])[None, :, None]
+    z = origin[2] + np.arange(shape[2]) * spacing[2]
+    contrast = bool(rng.random() < 0.5)
+    paint_soft_tissue(
+        canvas.labels,
+        canvas.hu,
+        x,
+        y,
+        slice_profile(layout, z),
+        canvas.coarse,
+        rng,
+        layout.scale,
+        contrast,
+    )
+
+    fractures = choose_fractures(rng, layout, canvas, params)
+    distractors = choose_distractors(rng, layout, set(fractures), float(spacing.min()), contrast)
+    verts = layout.vertebrae
+    for upper, lower in zip(verts[:-1], verts[1:], strict=True):
+        ext_up = fractures[upper.name].extension(-1, upper.geom) if upper.name in fractures else 0
+        ext_low = fractures[lower.name].extension(1, lower.geom) if lower.name in fractures else 0
+        paint_disc(canvas, upper, lower, ext_up, ext_low, rng)
+    csf_hu = rng.uniform(0, 15)
+    for vert in verts:
+        paint_canal(canvas, vert, csf_hu)
+    names = list(fractures)
+    for vert in verts:
+        paint_vertebra(
+            canvas,
+            vert,
+            fractures.get(vert.name),
+            names.index(vert.name) + 1 if vert.name in fractures else 0,
+            distractors.get(vert.name, []),
+            rng,
+        )
+
+    # Scanner: partial-volume blur, then slightly correlated quantum noise.
+    psf = np.array([rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.8)])
+    noise = band_noise(rng, shape, np.full(3, 0.6)) * rng.uniform(10, 25)
+    ct = gaussian_filter(canvas.hu, psf, truncate=3.0) + noise
+    ct = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
+
+    counts = np.bincount(canvas.fracture_ids.ravel(), minlength=len(names) + 1)
+    affine = np.diag(np.append(spacing, 1.0))
+    affine[:3, 3] = origin
+    found = [f"{d.kind}:{name}" for name, ds in distractors.items() for d in ds]
+    if any(vt.osteoporotic for vt in verts):
+        found.append("osteoporosis")
+    return Phantom(
+        case_id=case_id,
+        ct=store(ct, affine, orientation),
+        fracture_mask=store((canvas.fracture_ids > 0).astype(np.uint8), affine, orientation),
+        fractures=[
+            {"kind": fractures[n].kind, "vertebra": n, "voxels": int(counts[i + 1])}
+            for i, n in enumerate(names)
+        ],
+        distractors=found,
+        orientation=orientation,
+        tissue_labels=store(canvas.labels, affine, orientation),
+    )
+
+
+def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
+    """Generate ``params.n_cases`` cases; case ``i`` uses seed ``params.seed + i``."""
+    return [
+        generate_phantom(f"{params.case_prefix}_{i:04d}", params.seed + i, params)
+        for i in tqdm(range(params.n_cases), desc="phantoms", unit="case")
+    ]

@@ -1,0 +1,119 @@
+"""Nodes of the fusion pipeline: 3D fusion of the views, validation thresholds, label maps."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+import nibabel as nib
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse
+from vertebral_fracture.metrics import ScoreHistogram, best_f1_operating_point
+from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
+
+logger = logging.getLogger(__name__)
+
+LazyImages = dict[str, Callable[[], nib.Nifti1Image]]
+
+
+class FusionParams(BaseModel):
+    """Views to fuse and, per model variant, the fusion methods to compute."""
+
+    model_config = ConfigDict(extra="forbid")
+    views: list[str] = Field(default_factory=lambda: list(VIEWS), min_length=1)
+    methods: dict[str, list[str]]
+
+    @field_validator("views")
+    @classmethod
+    def _known_views(cls, views: list[str]) -> list[str]:
+        unknown = sorted(set(views) - set(VIEWS))
+        if unknown:
+            raise ValueError(f"unknown view(s) {unknown}; choose from {list(VIEWS)}")
+        return views
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: dict[str, list[str]]) -> dict[str, list[str]]:
+        for variant, names in methods.items():
+            if variant not in VARIANTS:
+                raise ValueError(f"unknown variant '{variant}'; choose from {list(VARIANTS)}")
+            unknown = sorted(set(names) - set(FUSION_METHODS))
+            if unknown:
+                raise ValueError(
+                    f"unknown fusion method(s) {unknown} for {variant}; "
+                    f"choose from {sorted(FUSION_METHODS)}"
+                )
+        return methods
+
+
+def fuse_views(
+    axial: LazyImages,
+    coronal: LazyImages,
+    sagittal: LazyImages,
+    params: FusionParams,
+    *,
+    variant: str,
+) -> dict[str, Callable[[], nib.Nifti1Image]]:
+    """Fused probability volumes ``<variant>_<method>/<case>``, computed lazily case by case."""
+    by_view = {"axial": axial, "coronal": coronal, "sagittal": sagittal}
+    views = [by_view[v] for v in params.views]
+
+    def fused(case_id: str, method: str) -> nib.Nifti1Image:
+        images = [view[case_id]() for view in views]
+        volume = fuse([np.asanyarray(image.dataobj, dtype=np.float32) for image in images], method)
+        return nib.Nifti1Image(volume, images[0].affine, images[0].header)
+
+    return {
+        f"{variant}_{method}/{case_id}": functools.partial(fused, case_id, method)
+        for method in params.methods.get(variant, [])
+        for case_id in views[0]
+    }
+
+
+def select_thresholds(
+    raw_scans: LazyImages, case_index: list[dict], *fused: LazyImages
+) -> dict[str, float]:
+    """Per fused method, the threshold that maximises voxel F1 on the validation cases.
+
+    This is the operating point a user deploying the model gets; test cases never choose it.
+    Methods without validation fractures get threshold 0.5.
+    """
+    val_masks = {r["case_id"]: r["mask"] for r in case_index if r["split"] == "val" and r["mask"]}
+    histograms: dict[str, ScoreHistogram] = {}
+    for partitions in fused:
+        for key, load in partitions.items():
+            method, case_id = key.split("/", 1)
+            histograms.setdefault(method, ScoreHistogram())
+            if case_id in val_masks:
+                gt = np.asanyarray(raw_scans[val_masks[case_id]]().dataobj) > 0
+                histograms[method].update(np.asanyarray(load().dataobj, dtype=np.float32), gt)
+    thresholds = {}
+    for method, histogram in sorted(histograms.items()):
+        if histogram.n_positive == 0:
+            logger.warning("%s: no validation fracture voxels; threshold defaults to 0.5.", method)
+            thresholds[method] = 0.5
+        else:
+            thresholds[method] = float(best_f1_operating_point(histogram)["threshold"])
+    return thresholds
+
+
+def label_maps(
+    thresholds: dict[str, float], case_index: list[dict], *fused: LazyImages
+) -> dict[str, Callable[[], nib.Nifti1Image]]:
+    """Binary label maps ``<method>/<case>`` of the test cases at the validation threshold."""
+    test_cases = {r["case_id"] for r in case_index if r["split"] == "test"}
+
+    def label_map(load: Callable[[], nib.Nifti1Image], threshold: float) -> nib.Nifti1Image:
+        image = load()
+        labels = binarize(np.asanyarray(image.dataobj, dtype=np.float32), threshold)
+        return nib.Nifti1Image(labels, image.affine)
+
+    return {
+        key: functools.partial(label_map, load, thresholds[key.split("/", 1)[0]])
+        for partitions in fused
+        for key, load in partitions.items()
+        if key.split("/", 1)[1] in test_cases
+    }

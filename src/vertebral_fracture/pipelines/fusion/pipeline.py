@@ -1,0 +1,39 @@
+"""fusion: P_voxel from the three views per variant and method; thresholds; label maps."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from vertebral_fracture.pipelines.fusion.nodes import fuse_views, label_maps, select_thresholds
+from vertebral_fracture.pipelines.views import VARIANTS, VIEWS, bind
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    fused = [f"{variant}.fused" for variant in VARIANTS]
+    fuse_nodes = [
+        Node(
+            bind(fuse_views, variant=variant),
+            inputs=[f"{view}.{variant}.probabilities" for view in VIEWS] + ["params:fusion"],
+            outputs=f"{variant}.fused",
+            name="fuse_views",
+            namespace=variant,
+        )
+        for variant in VARIANTS
+    ]
+    return Pipeline(
+        [
+            *fuse_nodes,
+            Node(
+                select_thresholds,
+                inputs=["raw_scans", "case_index", *fused],
+                outputs="fusion_thresholds",
+                name="select_thresholds",
+            ),
+            Node(
+                label_maps,
+                inputs=["fusion_thresholds", "case_index", *fused],
+                outputs="fracture_label_maps",
+                name="label_maps",
+            ),
+        ]
+    )

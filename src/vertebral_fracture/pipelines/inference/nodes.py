@@ -1,0 +1,49 @@
+"""Nodes of the inference pipeline."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import nibabel as nib
+from pydantic import BaseModel, ConfigDict, Field
+
+from vertebral_fracture.inference import predict_volume
+from vertebral_fracture.preprocessing import to_native
+from vertebral_fracture.slicing import SliceStack
+from vertebral_fracture.training import load_model_from_checkpoint, resolve_device
+
+
+class InferenceParams(BaseModel):
+    """Which cases get probability volumes, and how inference runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    splits: list[str] = Field(default_factory=lambda: ["val", "test"])
+    batch_size: int = Field(16, ge=1)
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+
+
+def predict_view(
+    slices: dict[str, Callable[[], SliceStack]],
+    model: dict,
+    case_index: list[dict],
+    params: InferenceParams,
+) -> dict[str, Callable[[], nib.Nifti1Image]]:
+    """Per-case probability volumes of one view and model, on each input scan's own grid.
+
+    Saved lazily case by case (one volume in memory at a time) as float32 NIfTI with the
+    input scan's affine, so it overlays the scan in 3D Slicer or ITK-SNAP.
+    """
+    network = load_model_from_checkpoint(model)
+    in_channels = int(model["params"]["in_channels"])
+    device = resolve_device(params.device)
+
+    def probability(record: dict) -> nib.Nifti1Image:
+        stack = slices[record["case_id"]]()
+        volume = predict_volume(
+            network, stack, in_channels=in_channels, batch_size=params.batch_size, device=device
+        )
+        return to_native(volume, stack.affine, record["affine"], record["shape"])
+
+    wanted = [r for r in case_index if r["split"] in params.splits]
+    return {r["case_id"]: functools.partial(probability, r) for r in wanted}

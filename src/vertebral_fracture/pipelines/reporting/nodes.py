@@ -1,0 +1,255 @@
+"""Nodes of the reporting pipeline: metrics, tables, curves, 3D pictures, the HTML report."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import ndimage
+
+from vertebral_fracture.evaluation import FROC_RATES, score_methods
+from vertebral_fracture.reporting import (
+    froc_figure,
+    isosurface_html,
+    mip_comparison_figure,
+    pr_curves_figure,
+    render_report,
+    slice_overlay_figure,
+)
+
+LazyImages = dict[str, Callable[[], nib.Nifti1Image]]
+
+
+class ReportingParams(BaseModel):
+    """What the report compares and how many cases it pictures."""
+
+    model_config = ConfigDict(extra="forbid")
+    proposed: str = "multitask_product"
+    baseline: str = "baseline_mean"
+    picture_cases: int = Field(3, ge=0)
+
+
+def _predictions_by_case(
+    fused: tuple[LazyImages, ...],
+) -> dict[str, dict[str, Callable[[], nib.Nifti1Image]]]:
+    by_case: dict[str, dict[str, Callable[[], nib.Nifti1Image]]] = {}
+    for partitions in fused:
+        for key, load in partitions.items():
+            method, case_id = key.split("/", 1)
+            by_case.setdefault(case_id, {})[method] = load
+    return by_case
+
+
+def _array(load: Callable[[], nib.Nifti1Image]) -> np.ndarray:
+    return np.asanyarray(load().dataobj, dtype=np.float32)
+
+
+def evaluate_methods(
+    raw_scans: LazyImages, case_index: list[dict], thresholds: dict[str, float], *fused: LazyImages
+) -> tuple[dict, pd.DataFrame, str, dict[str, Figure]]:
+    """Voxel and lesion metrics of every fused method on the labelled test cases.
+
+    Returns ``metrics.json`` content, the per-case table, the markdown comparison table and
+    the precision-recall and FROC figures.
+    """
+    tests = [r for r in case_index if r["split"] == "test" and r["mask"]]
+    by_case = _predictions_by_case(fused)
+    cases = (
+        (
+            r["case_id"],
+            functools.partial(_array, raw_scans[r["mask"]]),
+            {
+                m: functools.partial(_array, load)
+                for m, load in by_case.get(r["case_id"], {}).items()
+            },
+        )
+        for r in tests
+    )
+    scores = score_methods(cases, thresholds)
+    methods = {name: s.summary() for name, s in scores.items()}
+    case_rows = [dict(row, method=name) for name, s in scores.items() for row in s.cases]
+    case_table = pd.DataFrame(
+        case_rows,
+        columns=[
+            "case",
+            "method",
+            "pr_auc",
+            "f1",
+            "dice",
+            "bloat",
+            "gt_lesions",
+            "detected_lesions",
+        ],
+    )
+    metrics = {
+        "methods": methods,
+        "cases": case_rows,
+        "dataset": {
+            "cases": len(tests),
+            "voxels": int(sum(np.prod(r["shape"]) for r in tests)),
+            "positive_voxels": int(sum(r["fracture_voxels"] or 0 for r in tests)),
+        },
+    }
+    curves = {name: s.curves() for name, s in scores.items()}
+    plots = {
+        "precision_recall": pr_curves_figure(
+            {n: (c["recall"], c["precision"]) for n, c in curves.items()},
+            {n: m["pr_auc"] for n, m in methods.items()},
+            title="Voxel precision-recall, test cases pooled",
+        ),
+        "froc": froc_figure(
+            {
+                n: (c["fps_per_scan"], c["sensitivity"])
+                for n, c in curves.items()
+                if len(c["fps_per_scan"])
+            },
+            title="Lesion FROC (hit: IoU > 0.2)",
+        ),
+    }
+    return metrics, case_table, comparison_table(methods), plots
+
+
+def comparison_table(methods: dict[str, dict]) -> str:
+    """Markdown table of the headline metrics, best PR-AUC first."""
+    header = [
+        "method",
+        "PR-AUC",
+        "precision",
+        "recall",
+        "F1",
+        "Dice",
+        "threshold (val)",
+        *[f"FROC@{r}" for r in FROC_RATES],
+        "bloat",
+        "F1 best-on-test (optimistic)",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, m in sorted(
+        methods.items(), key=lambda item: -np.nan_to_num(item[1]["pr_auc"], nan=-1)
+    ):
+        froc = m["froc"]
+        cells = [
+            name,
+            m["pr_auc"],
+            m["precision"],
+            m["recall"],
+            m["f1"],
+            m["dice"],
+            m["threshold"],
+            *[froc.get(str(r), float("nan")) for r in FROC_RATES],
+            m["bloat"],
+            m["best_f1_on_test"]["f1"],
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return (
+            "n/a"
+            if not np.isfinite(value)
+            else (f"{value:.3g}" if abs(value) < 1e-3 and value else f"{value:.3f}")
+        )
+    return str(value)
+
+
+def draw_cases(
+    raw_scans: LazyImages,
+    case_index: list[dict],
+    thresholds: dict[str, float],
+    params: ReportingParams,
+    *fused: LazyImages,
+) -> tuple[dict[str, Figure], dict[str, str]]:
+    """3D pictures of a few test cases: MIPs and slices through the largest fracture, 3D views.
+
+    Volumes are shown in the closest RAS orientation of each scan, with its voxel spacing.
+    """
+    by_case = _predictions_by_case(fused)
+    shown = [params.baseline, params.proposed]
+    tests = [r for r in case_index if r["split"] == "test" and r["mask"] and r["fracture_voxels"]]
+    figures: dict[str, Figure] = {}
+    views: dict[str, str] = {}
+    for record in tests[: params.picture_cases]:
+        case_id = record["case_id"]
+        ct = nib.as_closest_canonical(raw_scans[record["ct"]]())
+        spacing = tuple(float(z) for z in ct.header.get_zooms()[:3])
+        gt = np.asanyarray(nib.as_closest_canonical(raw_scans[record["mask"]]()).dataobj) > 0
+        predictions = {
+            m: np.asanyarray(
+                nib.as_closest_canonical(by_case[case_id][m]()).dataobj, dtype=np.float32
+            )
+            for m in shown
+            if m in by_case.get(case_id, {})
+        }
+        hu = np.asanyarray(ct.dataobj, dtype=np.float32)
+        figures[f"{case_id}_mip"] = mip_comparison_figure(
+            hu,
+            gt,
+            predictions,
+            thresholds,
+            spacing,
+            title=f"{case_id}: maximum intensity projections",
+        )
+        labels, n = ndimage.label(gt)
+        largest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1 if n else 0
+        centre = (
+            tuple(int(c) for c in ndimage.center_of_mass(labels == largest))
+            if n
+            else tuple(s // 2 for s in gt.shape)
+        )
+        figures[f"{case_id}_slices"] = slice_overlay_figure(
+            hu,
+            gt,
+            predictions,
+            thresholds,
+            spacing,
+            centre,
+            title=f"{case_id}: slices through the largest fracture",
+        )
+        if params.proposed in predictions:
+            views[case_id] = isosurface_html(
+                gt,
+                predictions[params.proposed],
+                thresholds.get(params.proposed, 0.5),
+                spacing,
+                ct_hu=hu,
+                title=f"{case_id}: ground truth (green) vs {params.proposed} (red)",
+                full_html=False,
+                pred_name=params.proposed,
+            )
+    return figures, views
+
+
+def render_html_report(
+    metrics: dict,
+    case_table: pd.DataFrame,
+    comparison: str,
+    plots: dict[str, bytes],
+    case_figures: dict[str, bytes],
+    case_views: dict[str, str],
+    params: ReportingParams,
+) -> str:
+    """One self-contained HTML page with every table, figure and 3D view."""
+    dataset = metrics["dataset"]
+    notes = [
+        f"{dataset['cases']} labelled test cases, {dataset['voxels']:,} voxels, "
+        f"{dataset['positive_voxels']:,} fracture voxels.",
+        "Precision, recall, F1 and Dice are at the threshold chosen on validation cases; "
+        "'best-on-test' F1 picks its threshold on the test cases themselves and is optimistic.",
+        f"Proposed: {params.proposed}; thesis baseline: {params.baseline}. Bloat = predicted "
+        "volume / ground-truth volume at the threshold.",
+    ]
+    return render_report(
+        title="Vertebral fracture detection: proposed vs thesis baseline",
+        summary_table=comparison,
+        figures={**plots, **case_figures},
+        case_tables=case_table,
+        interactive_views=case_views,
+        notes=notes,
+    )

@@ -1,0 +1,46 @@
+"""reporting: metrics.json, tables, curves, 3D pictures and report.html in data/08_reporting."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from vertebral_fracture.pipelines.reporting.nodes import (
+    draw_cases,
+    evaluate_methods,
+    render_html_report,
+)
+from vertebral_fracture.pipelines.views import VARIANTS
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    fused = [f"{variant}.fused" for variant in VARIANTS]
+    return Pipeline(
+        [
+            Node(
+                evaluate_methods,
+                inputs=["raw_scans", "case_index", "fusion_thresholds", *fused],
+                outputs=["metrics", "case_metrics", "comparison_table", "evaluation_plots"],
+                name="evaluate_methods",
+            ),
+            Node(
+                draw_cases,
+                inputs=["raw_scans", "case_index", "fusion_thresholds", "params:reporting", *fused],
+                outputs=["case_figures", "case_views"],
+                name="draw_cases",
+            ),
+            Node(
+                render_html_report,
+                inputs=[
+                    "metrics",
+                    "case_metrics",
+                    "comparison_table",
+                    "evaluation_plots",
+                    "case_figures",
+                    "case_views",
+                    "params:reporting",
+                ],
+                outputs="report",
+                name="render_html_report",
+            ),
+        ]
+    )

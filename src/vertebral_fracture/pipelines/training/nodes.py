@@ -1,0 +1,54 @@
+"""Nodes of the training pipeline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from vertebral_fracture.datasets import TorchCheckpointDataset
+from vertebral_fracture.slicing import SliceStack, crop_to_bone
+from vertebral_fracture.training import TrainingParams, train, training_curves_figure
+
+logger = logging.getLogger(__name__)
+
+
+def load_split(
+    slices: dict[str, Callable[[], SliceStack]], case_index: list[dict], split: str, size: int
+) -> list[SliceStack]:
+    """The labelled stacks of one split, cropped to the training patch size."""
+    cases = [r["case_id"] for r in case_index if r["split"] == split and r["mask"]]
+    return [crop_to_bone(slices[case_id](), size) for case_id in cases]
+
+
+def train_view_model(
+    slices: dict[str, Callable[[], SliceStack]],
+    case_index: list[dict],
+    params: TrainingParams,
+    checkpoint_dir: str,
+    *,
+    view: str,
+    variant: str,
+) -> tuple[dict, pd.DataFrame, Figure]:
+    """Train one slice model for one view; returns its best checkpoint, history and curves.
+
+    ``best`` and ``last`` checkpoints are written after every epoch under ``checkpoint_dir``
+    so a killed run resumes (``resume: true``); the best one is also the node's output, which
+    the catalog stores for the inference pipeline.
+    """
+    folder = Path(checkpoint_dir) / variant
+    best = TorchCheckpointDataset(filepath=str(folder / f"{view}_best.pt"))
+    last = TorchCheckpointDataset(filepath=str(folder / f"{view}_last.pt"))
+    result = train(
+        load_split(slices, case_index, "train", params.slice_size),
+        load_split(slices, case_index, "val", params.slice_size),
+        params,
+        last_checkpoint=last,
+        best_checkpoint=best,
+    )
+    logger.info("%s %s: best epoch %d of %d", variant, view, result.best_epoch, len(result.history))
+    title = f"{variant} model, {view} view"
+    return best.load(), result.history, training_curves_figure(result.history, title=title)

@@ -1,0 +1,74 @@
+"""Joint image + mask augmentation (albumentations 2.x).
+
+Geometric steps move all image channels and the mask together; the mask is resampled with
+nearest-neighbour interpolation so it stays binary. Intensity steps touch the image only.
+Each call may take a ``seed``: the same seed gives the same transform, independent of call order
+or of which DataLoader worker runs it (the sampler hands one seed per drawn slice).
+"""
+
+from __future__ import annotations
+
+import random
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from vertebral_fracture.training.config import AugmentationParams
+
+
+class SliceAugmenter:
+    """Random affine / flip / brightness-contrast / noise on ``(H, W, C)`` float32 in [0, 1]."""
+
+    def __init__(self, params: AugmentationParams) -> None:
+        self.params = params
+        transforms: list[A.BasicTransform] = []
+        if params.rotation_deg > 0 or params.shift > 0 or params.scale > 0:
+            transforms.append(
+                A.Affine(
+                    rotate=(-params.rotation_deg, params.rotation_deg),
+                    translate_percent=(-params.shift, params.shift),
+                    scale=(1.0 - params.scale, 1.0 + params.scale),
+                    interpolation=cv2.INTER_LINEAR,
+                    mask_interpolation=cv2.INTER_NEAREST,
+                    border_mode=cv2.BORDER_CONSTANT,
+                    fill=0.0,
+                    fill_mask=0,
+                    p=params.affine_p,
+                )
+            )
+        if params.flip:
+            transforms.append(A.HorizontalFlip(p=0.5))
+        if params.brightness_contrast > 0:
+            transforms.append(
+                A.RandomBrightnessContrast(
+                    brightness_limit=params.brightness_contrast,
+                    contrast_limit=params.brightness_contrast,
+                    p=0.5,
+                )
+            )
+        if params.noise_std > 0:
+            transforms.append(A.GaussNoise(std_range=(0.0, params.noise_std), p=0.5))
+        self._compose = A.Compose(transforms, mask_interpolation=cv2.INTER_NEAREST, seed=0)
+
+    def __call__(
+        self, image: np.ndarray, mask: np.ndarray, seed: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Augment ``image`` (H, W, C) float32 and ``mask`` (H, W) uint8 jointly.
+
+        With ``seed`` the draw is reproducible; without, the pipeline's own stream continues.
+        """
+        if seed is not None:
+            self._compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        out = self._compose(image=image, mask=mask)
+        result_image = np.clip(np.asarray(out["image"], dtype=np.float32), 0.0, 1.0)
+        if result_image.ndim == 2:  # single-channel inputs may come back squeezed
+            result_image = result_image[..., None]
+        return result_image, np.asarray(out["mask"], dtype=np.uint8)
+
+
+def build_augmenter(params: AugmentationParams, *, train: bool) -> SliceAugmenter | None:
+    """The training augmenter, or ``None`` (identity) for validation or when disabled."""
+    if not train or not params.enabled:
+        return None
+    return SliceAugmenter(params)

@@ -1,0 +1,112 @@
+"""Validated training parameters (pydantic v2): unknown keys and out-of-range values fail early."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Parameters that fix the network's shape: a checkpoint only loads where these match.
+ARCHITECTURE_KEYS: tuple[str, ...] = ("architecture", "encoder", "in_channels", "slice_size")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentationParams(_Strict):
+    """Joint image + mask augmentation of training slices (validation is never augmented)."""
+
+    enabled: bool = True
+    rotation_deg: float = Field(10.0, ge=0.0, le=180.0, description="max |rotation| in degrees")
+    shift: float = Field(0.05, ge=0.0, lt=0.5, description="max |shift| as a fraction of size")
+    scale: float = Field(0.1, ge=0.0, lt=1.0, description="zoom range 1 +/- scale")
+    affine_p: float = Field(0.8, ge=0.0, le=1.0, description="probability of the affine step")
+    flip: bool = Field(True, description="random horizontal flip (p=0.5)")
+    noise_std: float = Field(
+        0.02, ge=0.0, le=0.5, description="max std of Gaussian noise (intensity scale 0..1)"
+    )
+    brightness_contrast: float = Field(
+        0.1, ge=0.0, le=1.0, description="brightness and contrast limit (p=0.5)"
+    )
+
+
+class LrSchedulerParams(_Strict):
+    """``ReduceLROnPlateau`` on the validation loss."""
+
+    patience: int = Field(2, ge=0)
+    factor: float = Field(0.5, gt=0.0, lt=1.0)
+    min_lr: float = Field(1e-6, ge=0.0)
+
+
+class TrainingParams(_Strict):
+    """Everything that defines one training run; stored verbatim in every checkpoint."""
+
+    architecture: Literal["multitask", "baseline"] = "multitask"
+    encoder: Literal["resnet18", "efficientnet_b0"] = "resnet18"
+    in_channels: int = Field(
+        1, ge=1, le=15, description="1, or odd: 2.5D context (3 = slice and its two neighbours)"
+    )
+    slice_size: int = Field(256, ge=32, description="slice height = width; multiple of 32")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    pretrained_weights: str | None = Field(
+        None, description="path to encoder weights for build_model (None = random init)"
+    )
+
+    batch_size: int = Field(16, ge=1)
+    max_epochs: int = Field(30, ge=1)
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="optimizer steps per epoch; None = one pass's worth of slices"
+    )
+    learning_rate: float = Field(3e-4, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    grad_clip_norm: float | None = Field(None, gt=0.0)
+
+    class_weight: float = Field(1.0, ge=0.0)
+    seg_weight: float = Field(0.1, ge=0.0)
+    seg_loss: Literal["focal", "focal_tversky"] = "focal"
+    positive_fraction: float = Field(
+        0.3, gt=0.0, lt=1.0, description="share of fracture slices drawn per epoch"
+    )
+
+    augmentation: AugmentationParams = Field(default_factory=AugmentationParams)
+    lr_scheduler: LrSchedulerParams = Field(default_factory=LrSchedulerParams)
+    early_stopping_patience: int | None = Field(
+        5, ge=1, description="epochs without val-loss improvement before stopping; None = off"
+    )
+
+    seed: int = Field(42, ge=0)
+    num_threads: int | None = Field(
+        None, ge=1, description="CPU threads; None = min(4, os.cpu_count())"
+    )
+    num_workers: int = Field(
+        0, ge=0, description="DataLoader workers (results do not depend on this)"
+    )
+    resume: bool = Field(False, description="continue from the 'last' checkpoint when it exists")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: bool = Field(True, description="float16 autocast + GradScaler; CUDA only")
+
+    @field_validator("in_channels")
+    @classmethod
+    def _odd_channels(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"in_channels must be 1 or odd (slice +/- k neighbours), got {value}")
+        return value
+
+    @field_validator("slice_size")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32 != 0:
+            raise ValueError(f"slice_size must be a multiple of 32, got {value}")
+        return value
+
+    def resolved_num_threads(self) -> int:
+        """``num_threads``, or ``min(4, os.cpu_count())`` when unset."""
+        if self.num_threads is not None:
+            return self.num_threads
+        return max(1, min(4, os.cpu_count() or 1))
+
+    def architecture_dict(self) -> dict[str, object]:
+        """The parameters that fix the network's shape (see ``ARCHITECTURE_KEYS``)."""
+        return {key: getattr(self, key) for key in ARCHITECTURE_KEYS}

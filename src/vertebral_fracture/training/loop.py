@@ -1,0 +1,669 @@
+"""Training loop: Adam + ReduceLROnPlateau, early stopping, per-epoch validation, checkpoints.
+
+Reproducibility design (CPU, same seed => same weights and metrics):
+
+* every epoch starts by re-seeding torch from ``(seed, epoch)``, and the sampler draws the epoch's
+  slice order and one augmentation seed per slice from ``(seed, epoch)``; nothing random carries
+  over from one epoch to the next except through the model / optimizer / scheduler state;
+* so a run killed after epoch ``k`` and resumed from its ``last`` checkpoint (model, optimizer,
+  scheduler, early-stopping counters, history) replays epochs ``k+1..`` exactly as an
+  uninterrupted run would. The stored RNG states are restored too, for anything outside epochs.
+
+Checkpoints are plain dicts (tensors, Python scalars, lists, dicts) so they load with
+``torch.load(weights_only=True)``; see :func:`make_checkpoint` for the layout. The loop only needs
+objects with ``load() / save(dict) / exists()`` for the ``last`` and ``best`` checkpoints (e.g.
+:class:`~vertebral_fracture.datasets.checkpoint_dataset.TorchCheckpointDataset`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from vertebral_fracture.losses import MultiTaskLoss
+from vertebral_fracture.models import build_model
+from vertebral_fracture.slicing import SliceStack
+from vertebral_fracture.training.augmentation import build_augmenter
+from vertebral_fracture.training.config import ARCHITECTURE_KEYS, TrainingParams
+from vertebral_fracture.training.data import SliceDataset
+from vertebral_fracture.training.sampler import BalancedSliceSampler, epoch_rng
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "vertebral_fracture.training.checkpoint/1"
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_class_pr_auc",
+    "val_dice",
+    "lr",
+    "seconds",
+)
+# Parameters that may change between a run and its resumption without a warning.
+_RESUME_FREE_KEYS = {"resume", "max_epochs", "num_threads", "num_workers", "device"}
+
+
+class CheckpointStore(Protocol):
+    """Anything that can hold one checkpoint dict (a Kedro dataset fits)."""
+
+    def load(self) -> dict[str, Any]: ...
+
+    def save(self, data: dict[str, Any]) -> None: ...
+
+    def exists(self) -> bool: ...
+
+
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint does not fit the requested architecture / parameters."""
+
+
+@dataclass
+class TrainingResult:
+    """Outcome of :func:`train`.
+
+    Attributes:
+        model: the network with the BEST epoch's weights (lowest validation loss), on CPU, in
+            eval mode.
+        history: one row per epoch, columns ``HISTORY_COLUMNS``.
+        best_epoch: epoch (1-based) of the best validation loss.
+        stopped_early: early stopping ended the run before ``max_epochs``.
+        resumed_from_epoch: last completed epoch of the resumed checkpoint, or None.
+    """
+
+    model: nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    stopped_early: bool
+    resumed_from_epoch: int | None = None
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without CUDA raises."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' requested but CUDA is not available")
+    return torch.device(device)
+
+
+def build_model_from_params(
+    params: TrainingParams | Mapping[str, Any], *, load_pretrained: bool = True
+) -> nn.Module:
+    """``build_model`` with the architecture fields of ``params``."""
+    p = params.model_dump() if isinstance(params, TrainingParams) else dict(params)
+    return build_model(
+        p["architecture"],
+        encoder=p["encoder"],
+        in_channels=int(p["in_channels"]),
+        dropout=float(p.get("dropout", 0.2)),
+        pretrained_weights=p.get("pretrained_weights") if load_pretrained else None,
+    )
+
+
+def build_loss(params: TrainingParams) -> MultiTaskLoss:
+    return MultiTaskLoss(
+        class_weight=params.class_weight, seg_weight=params.seg_weight, seg_loss=params.seg_loss
+    )
+
+
+def _to_float32(logits: Any) -> Any:
+    seg = logits.seg_logit
+    return logits._replace(
+        class_logit=logits.class_logit.float(), seg_logit=None if seg is None else seg.float()
+    )
+
+
+def train_step(
+    model: nn.Module,
+    batch: Sequence[torch.Tensor],
+    loss_fn: MultiTaskLoss,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None = None,
+    amp: bool = False,
+    grad_clip_norm: float | None = None,
+) -> float:
+    """One optimizer step on ``(images, class_targets, masks)``; returns the total loss."""
+    images, class_target, mask = (t.to(device, non_blocking=True) for t in batch)
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        logits = model(images)
+    losses = loss_fn(_to_float32(logits), class_target, mask)
+    total = losses["total"]
+    value = float(total.detach())
+    if not math.isfinite(value) and not amp:
+        raise FloatingPointError(f"training loss is {value}: diverged (lower the learning rate?)")
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(total).backward()
+        if grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        total.backward()
+        if grad_clip_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+        optimizer.step()
+    return value
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: MultiTaskLoss,
+    *,
+    device: torch.device,
+    amp: bool = False,
+) -> dict[str, float]:
+    """Validation loss (slice-weighted mean), slice PR-AUC and pooled Dice at 0.5.
+
+    PR-AUC is ``nan`` when no validation slice is positive; Dice is ``nan`` for models without a
+    segmentation head, and when neither the masks nor the predictions hold a foreground pixel.
+    """
+    model.eval()
+    loss_sum, count = 0.0, 0
+    probs: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    intersection, pred_sum, true_sum = 0, 0, 0
+    has_seg = True
+    for batch in loader:
+        images, class_target, mask = (t.to(device, non_blocking=True) for t in batch)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images)
+        logits = _to_float32(logits)
+        losses = loss_fn(logits, class_target, mask)
+        n = len(images)
+        loss_sum += float(losses["total"]) * n
+        count += n
+        probs.append(torch.sigmoid(logits.class_logit).cpu().numpy())
+        targets.append(class_target.cpu().numpy())
+        if logits.seg_logit is None:
+            has_seg = False
+        else:
+            pred = logits.seg_logit > 0.0  # sigmoid(x) > 0.5
+            truth = mask > 0.5
+            intersection += int((pred & truth).sum())
+            pred_sum += int(pred.sum())
+            true_sum += int(truth.sum())
+    y_true = np.concatenate(targets) if targets else np.zeros(0)
+    y_prob = np.concatenate(probs) if probs else np.zeros(0)
+    pr_auc = (
+        float(average_precision_score(y_true > 0.5, y_prob)) if (y_true > 0.5).any() else math.nan
+    )
+    denom = pred_sum + true_sum
+    dice = 2.0 * intersection / denom if has_seg and denom > 0 else math.nan
+    return {
+        "loss": loss_sum / max(count, 1),
+        "class_pr_auc": pr_auc,
+        "dice": float(dice),
+    }
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _cpu_state_dict(module_or_optimizer: Any) -> dict[str, Any]:
+    def to_cpu(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu", copy=True)
+        if isinstance(value, dict):
+            return {k: to_cpu(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [to_cpu(v) for v in value]
+        return value
+
+    return to_cpu(module_or_optimizer.state_dict())
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars / containers -> Python types (torch.load(weights_only=True) safe)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def make_checkpoint(
+    *,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+    scaler: torch.amp.GradScaler | None,
+    params: TrainingParams,
+    history: list[dict[str, Any]],
+    best_epoch: int,
+    best_val_loss: float,
+    epochs_without_improvement: int,
+    stopped_early: bool,
+    numpy_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint dict written after each epoch (all values weights_only-loadable)."""
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": int(epoch),
+        "model_state_dict": _cpu_state_dict(model),
+        "optimizer_state_dict": _cpu_state_dict(optimizer),
+        "scheduler_state_dict": _plain(scheduler.state_dict()),
+        "scaler_state_dict": (
+            _plain(scaler.state_dict()) if scaler is not None and scaler.is_enabled() else None
+        ),
+        "params": params.model_dump(mode="json"),
+        "metrics": {
+            "history": {col: [row[col] for row in history] for col in HISTORY_COLUMNS},
+            "best_epoch": int(best_epoch),
+            "best_val_loss": float(best_val_loss),
+            "epochs_without_improvement": int(epochs_without_improvement),
+            "stopped_early": bool(stopped_early),
+        },
+        "rng_state": {
+            "torch": torch.get_rng_state(),
+            "cuda": [s.cpu() for s in cuda_states],
+            "numpy": _plain(numpy_state) if numpy_state is not None else None,
+        },
+    }
+
+
+def check_checkpoint_compatible(
+    checkpoint: Mapping[str, Any], expected: TrainingParams | Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Return the checkpoint's stored params; raise when the architecture fields differ.
+
+    Raises:
+        IncompatibleCheckpointError: not a training checkpoint, or one of ``ARCHITECTURE_KEYS``
+            (architecture, encoder, in_channels, slice_size) present in ``expected`` differs;
+            the message names each mismatching parameter with both values.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise IncompatibleCheckpointError(
+            f"expected a checkpoint dict, got {type(checkpoint).__name__}"
+        )
+    missing = [k for k in ("params", "model_state_dict") if k not in checkpoint]
+    if missing:
+        raise IncompatibleCheckpointError(
+            f"not a training checkpoint: missing key(s) {missing} (found {sorted(checkpoint)})"
+        )
+    stored = dict(checkpoint["params"])
+    if expected is None:
+        return stored
+    wanted = expected.model_dump() if isinstance(expected, TrainingParams) else dict(expected)
+    problems = [
+        f"{key} is {stored.get(key)!r} in the checkpoint but {wanted[key]!r} is expected"
+        for key in ARCHITECTURE_KEYS
+        if key in wanted and stored.get(key) != wanted[key]
+    ]
+    if problems:
+        raise IncompatibleCheckpointError("incompatible checkpoint: " + "; ".join(problems))
+    return stored
+
+
+def load_model_from_checkpoint(
+    checkpoint: Mapping[str, Any],
+    expected: TrainingParams | Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Rebuild the network from the checkpoint's stored params and load its weights (CPU, eval).
+
+    ``expected`` (params or a dict with some of ``ARCHITECTURE_KEYS``) is checked first; see
+    :func:`check_checkpoint_compatible`. Encoder pretrained weights are not read (the checkpoint
+    holds all weights).
+    """
+    stored = check_checkpoint_compatible(checkpoint, expected)
+    try:
+        model = build_model_from_params(stored, load_pretrained=False)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise IncompatibleCheckpointError(
+            f"cannot rebuild the model from the checkpoint's params: {exc}"
+        ) from exc
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"], strict=True)
+    except RuntimeError as exc:
+        arch = {k: stored.get(k) for k in ARCHITECTURE_KEYS}
+        raise IncompatibleCheckpointError(
+            f"checkpoint weights do not fit the architecture {arch}: {exc}"
+        ) from exc
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@contextlib.contextmanager
+def _runtime_settings(device: torch.device, num_threads: int) -> Iterator[None]:
+    """Threads / determinism for the run; the process's previous settings come back after."""
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_benchmark = torch.backends.cudnn.benchmark
+    try:
+        if device.type == "cpu":
+            torch.set_num_threads(num_threads)
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = True  # fixed input shapes
+        yield
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_benchmark
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    torch_seed = int(epoch_rng(seed, epoch, stream=0).integers(0, 2**62))
+    torch.manual_seed(torch_seed)  # also seeds every CUDA device
+
+
+def _history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+    return frame.astype({"epoch": "int64"}) if len(frame) else frame
+
+
+def _warn_changed_params(stored: Mapping[str, Any], params: TrainingParams) -> None:
+    current = params.model_dump(mode="json")
+    changed = sorted(
+        key
+        for key in set(stored) | set(current)
+        if key not in _RESUME_FREE_KEYS and stored.get(key) != current.get(key)
+    )
+    if changed:
+        logger.warning(
+            "Resuming with changed parameters %s: the run will not match an uninterrupted one",
+            {k: (stored.get(k), current.get(k)) for k in changed},
+        )
+
+
+def train(
+    train_stacks: Sequence[SliceStack],
+    val_stacks: Sequence[SliceStack],
+    params: TrainingParams | Mapping[str, Any],
+    *,
+    last_checkpoint: CheckpointStore | None = None,
+    best_checkpoint: CheckpointStore | None = None,
+    on_epoch_end: Callable[[pd.DataFrame], None] | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Train a slice model from scratch (or resume) on labelled slice stacks of one view.
+
+    Args:
+        train_stacks: training stacks (masks required); sampled with ``positive_fraction``
+            fracture slices, ``steps_per_epoch * batch_size`` slices per epoch, augmented.
+        val_stacks: validation stacks (masks required); every slice, in order, not augmented.
+        params: :class:`TrainingParams` (or a dict validated into one).
+        last_checkpoint: store written after every epoch; resumed from when ``params.resume``
+            and it exists.
+        best_checkpoint: store written whenever the validation loss improves.
+        on_epoch_end: called with the history so far after each epoch (and its checkpoints).
+        progress: show a tqdm bar per epoch with the running training loss.
+
+    Returns:
+        :class:`TrainingResult` with the best-epoch model (CPU, eval mode) and the history.
+
+    Raises:
+        ValueError: empty splits, unlabelled stacks, or slices not ``slice_size`` square.
+        IncompatibleCheckpointError: resuming from a checkpoint of another architecture.
+    """
+    if not isinstance(params, TrainingParams):
+        params = TrainingParams.model_validate(dict(params))
+    device = resolve_device(params.device)
+    amp = params.mixed_precision and device.type == "cuda"
+
+    train_ds = SliceDataset(
+        train_stacks,
+        params.in_channels,
+        build_augmenter(params.augmentation, train=True),
+        expected_size=params.slice_size,
+    )
+    val_ds = SliceDataset(val_stacks, params.in_channels, None, expected_size=params.slice_size)
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ValueError(
+            f"training needs slices in both splits (train: {len(train_ds)}, val: {len(val_ds)})"
+        )
+    bs = params.batch_size
+    steps = params.steps_per_epoch or -(-len(train_ds) // bs)
+    sampler = BalancedSliceSampler(
+        train_ds.labels, steps * bs, params.positive_fraction, params.seed
+    )
+    pin = device.type == "cuda"
+    train_loader = DataLoader(
+        train_ds, batch_size=bs, sampler=sampler, num_workers=params.num_workers, pin_memory=pin
+    )
+    val_loader = DataLoader(
+        val_ds, batch_size=bs, shuffle=False, num_workers=params.num_workers, pin_memory=pin
+    )
+    logger.info(
+        "Training %s/%s on %s: %d train slices (%d positive), %d val slices, %d steps x %d",
+        params.architecture,
+        params.encoder,
+        device,
+        len(train_ds),
+        int(train_ds.labels.sum()),
+        len(val_ds),
+        steps,
+        bs,
+    )
+
+    resuming = bool(params.resume and last_checkpoint is not None and last_checkpoint.exists())
+    with _runtime_settings(device, params.resolved_num_threads()):
+        torch.manual_seed(params.seed)
+        # when resuming, every weight comes from the checkpoint: skip the pretrained file
+        model = build_model_from_params(params, load_pretrained=not resuming).to(device)
+        loss_fn = build_loss(params)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=params.lr_scheduler.factor,
+            patience=params.lr_scheduler.patience,
+            min_lr=params.lr_scheduler.min_lr,
+        )
+        scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+        history: list[dict[str, Any]] = []
+        best_epoch, best_val_loss, bad_epochs, stopped_early = 0, math.inf, 0, False
+        best_state: dict[str, torch.Tensor] | None = None
+        start_epoch, resumed_from = 1, None
+
+        if resuming:
+            assert last_checkpoint is not None
+            ckpt = last_checkpoint.load()
+            stored = check_checkpoint_compatible(ckpt, params)
+            _warn_changed_params(stored, params)
+            model.load_state_dict(ckpt["model_state_dict"])
+            optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+            scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+            if amp and ckpt.get("scaler_state_dict"):
+                scaler.load_state_dict(ckpt["scaler_state_dict"])
+            rng = ckpt.get("rng_state") or {}
+            if isinstance(rng.get("torch"), torch.Tensor):
+                torch.set_rng_state(rng["torch"])
+            if rng.get("cuda") and torch.cuda.is_available():
+                with contextlib.suppress(RuntimeError):  # other GPU count
+                    torch.cuda.set_rng_state_all(rng["cuda"])
+            metrics = ckpt["metrics"]
+            cols = metrics["history"]
+            history = [
+                {col: cols[col][i] for col in HISTORY_COLUMNS} for i in range(len(cols["epoch"]))
+            ]
+            best_epoch = int(metrics["best_epoch"])
+            best_val_loss = float(metrics["best_val_loss"])
+            bad_epochs = int(metrics["epochs_without_improvement"])
+            stopped_early = bool(metrics["stopped_early"])
+            resumed_from = int(ckpt["epoch"])
+            start_epoch = resumed_from + 1
+            if best_epoch == resumed_from:
+                best_state = ckpt["model_state_dict"]
+            elif best_checkpoint is not None and best_checkpoint.exists():
+                best = best_checkpoint.load()
+                if int(best.get("epoch", -1)) == best_epoch:
+                    best_state = best["model_state_dict"]
+            if best_state is None:
+                logger.warning(
+                    "Best checkpoint of epoch %d not found: the result falls back to the "
+                    "latest weights unless a later epoch improves",
+                    best_epoch,
+                )
+            logger.info("Resuming after epoch %d (best epoch %d)", resumed_from, best_epoch)
+        elif params.resume:
+            logger.info("resume=True but no 'last' checkpoint exists: starting from scratch")
+
+        for epoch in range(start_epoch, params.max_epochs + 1):
+            if stopped_early:
+                break
+            started = time.perf_counter()
+            _seed_epoch(params.seed, epoch)
+            sampler.set_epoch(epoch)
+            lr = float(optimizer.param_groups[0]["lr"])
+            model.train()
+            running, n_steps = 0.0, 0
+            bar = tqdm(
+                train_loader,
+                total=len(train_loader),
+                desc=f"epoch {epoch}/{params.max_epochs}",
+                leave=False,
+                disable=not progress,
+                dynamic_ncols=True,
+            )
+            for batch in bar:
+                running += train_step(
+                    model,
+                    batch,
+                    loss_fn,
+                    optimizer,
+                    device=device,
+                    scaler=scaler,
+                    amp=amp,
+                    grad_clip_norm=params.grad_clip_norm,
+                )
+                n_steps += 1
+                bar.set_postfix(loss=f"{running / n_steps:.4f}")
+            bar.close()
+            val = evaluate(model, val_loader, loss_fn, device=device, amp=amp)
+            scheduler.step(val["loss"])
+
+            improved = best_epoch == 0 or val["loss"] < best_val_loss
+            if improved:
+                best_epoch, best_val_loss, bad_epochs = epoch, float(val["loss"]), 0
+            else:
+                bad_epochs += 1
+            patience = params.early_stopping_patience
+            stopped_early = (
+                patience is not None and bad_epochs >= patience and epoch < (params.max_epochs)
+            )
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": running / max(n_steps, 1),
+                    "val_loss": float(val["loss"]),
+                    "val_class_pr_auc": float(val["class_pr_auc"]),
+                    "val_dice": float(val["dice"]),
+                    "lr": lr,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+            ckpt = make_checkpoint(
+                epoch=epoch,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                params=params,
+                history=history,
+                best_epoch=best_epoch,
+                best_val_loss=best_val_loss,
+                epochs_without_improvement=bad_epochs,
+                stopped_early=stopped_early,
+                numpy_state=epoch_rng(params.seed, epoch + 1, stream=1).bit_generator.state,
+            )
+            if improved:
+                best_state = ckpt["model_state_dict"]
+                if best_checkpoint is not None:
+                    best_checkpoint.save(ckpt)
+            if last_checkpoint is not None:
+                last_checkpoint.save(ckpt)
+            row = history[-1]
+            logger.info(
+                "epoch %d: train_loss %.4f val_loss %.4f PR-AUC %.3f Dice %.3f lr %.2e (%.1fs)%s",
+                epoch,
+                row["train_loss"],
+                row["val_loss"],
+                row["val_class_pr_auc"],
+                row["val_dice"],
+                lr,
+                row["seconds"],
+                " *" if improved else "",
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(_history_frame(history))
+            if stopped_early:
+                logger.info("Early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
+
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model = model.to("cpu").eval()
+
+    return TrainingResult(
+        model=model,
+        history=_history_frame(history),
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+        resumed_from_epoch=resumed_from,
+    )
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def training_curves_figure(history: pd.DataFrame, title: str | None = None) -> Figure:
+    """Loss, validation metrics and learning rate per epoch (three panels)."""
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    ax_loss, ax_metric, ax_lr = fig.subplots(1, 3)
+    epochs = history["epoch"] if len(history) else []
+    if len(history):
+        ax_loss.plot(epochs, history["train_loss"], marker="o", label="train")
+        ax_loss.plot(epochs, history["val_loss"], marker="o", label="validation")
+        ax_metric.plot(epochs, history["val_class_pr_auc"], marker="o", label="slice PR-AUC")
+        if history["val_dice"].notna().any():
+            ax_metric.plot(epochs, history["val_dice"], marker="o", label="Dice @0.5")
+        ax_lr.plot(epochs, history["lr"], marker="o", color="tab:gray")
+        ax_lr.set_yscale("log")
+        if history["val_loss"].notna().any():
+            best = int(history["epoch"][history["val_loss"].idxmin()])
+            for ax in (ax_loss, ax_metric, ax_lr):
+                ax.axvline(best, color="tab:green", linestyle=":", linewidth=1)
+    ax_loss.set(title="loss", xlabel="epoch")
+    ax_metric.set(title="validation metrics", xlabel="epoch", ylim=(0.0, 1.02))
+    ax_lr.set(title="learning rate", xlabel="epoch")
+    for ax in (ax_loss, ax_metric):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    for ax in (ax_loss, ax_metric, ax_lr):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,92 @@
+"""Class-balanced slice sampler: a fixed share of fracture slices, reproducible per (seed, epoch).
+
+Fracture slices are rare, so each epoch draws ``num_samples`` slices of which
+``round(num_samples * positive_fraction)`` are positives. Within each class, slices are taken
+from successive random permutations (every slice once before any repeats). Together with each
+index the sampler yields an augmentation seed, so augmentation does not depend on DataLoader
+workers or on what ran before: epoch ``e`` of seed ``s`` is always the same sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+logger = logging.getLogger(__name__)
+
+
+def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
+    """Independent generator for ``(seed, epoch, stream)``: order of use never matters."""
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch, stream]))
+
+
+def _draw(pool: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` items of ``pool`` from successive permutations (no repeat before exhaustion)."""
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    reps = -(-count // len(pool))
+    return np.concatenate([rng.permutation(pool) for _ in range(reps)])[:count]
+
+
+class BalancedSliceSampler(Sampler[tuple[int, int]]):
+    """Yield ``(dataset_index, augmentation_seed)`` pairs; call ``set_epoch`` before each epoch."""
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        num_samples: int,
+        positive_fraction: float,
+        seed: int = 0,
+    ) -> None:
+        labels = np.asarray(labels).reshape(-1)
+        if len(labels) == 0:
+            raise ValueError("BalancedSliceSampler needs at least one slice")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if not 0.0 < positive_fraction < 1.0:
+            raise ValueError(f"positive_fraction must lie in (0, 1), got {positive_fraction}")
+        self.positives = np.flatnonzero(labels > 0)
+        self.negatives = np.flatnonzero(labels == 0)
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.epoch = 0
+        n_pos = int(round(self.num_samples * positive_fraction))
+        if len(self.positives) == 0:
+            warnings.warn(
+                "No fracture (positive) slices in the training data: sampling negatives only",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            n_pos = 0
+        elif len(self.negatives) == 0:
+            warnings.warn(
+                "No negative slices in the training data: sampling positives only",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            n_pos = self.num_samples
+        self.num_positives = n_pos
+        self.positive_fraction = n_pos / self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def indices(self, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's ``(indices, augmentation_seeds)`` arrays."""
+        rng = epoch_rng(self.seed, self.epoch if epoch is None else epoch, stream=1)
+        pos = _draw(self.positives, self.num_positives, rng)
+        neg = _draw(self.negatives, self.num_samples - self.num_positives, rng)
+        order = rng.permutation(np.concatenate([pos, neg]).astype(np.int64))
+        seeds = rng.integers(0, 2**31 - 1, size=len(order), dtype=np.int64)
+        return order, seeds
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order, seeds = self.indices()
+        return iter(zip(order.tolist(), seeds.tolist(), strict=True))
+
+    def __len__(self) -> int:
+        return self.num_samples

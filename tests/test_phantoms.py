@@ -1,0 +1,267 @@
+"""Tests of the synthetic spine CT phantom generator (tiny volumes, fast)."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from pydantic import ValidationError
+from scipy.ndimage import binary_dilation, binary_erosion
+
+from vertebral_fracture.phantoms import (
+    BONE,
+    Phantom,
+    PhantomSetParams,
+    Tissue,
+    generate_phantom,
+    generate_phantom_set,
+    phantom_preview_figure,
+)
+
+SHAPE = (40, 40, 40)
+SPACING = (1.5, 1.5, 1.8)
+
+
+def _params(**overrides) -> PhantomSetParams:
+    base = dict(n_cases=12, shape=SHAPE, spacing_mm=SPACING, seed=7, orientations=["RAS"])
+    return PhantomSetParams(**{**base, **overrides})
+
+
+def _canonical(img: nib.Nifti1Image) -> np.ndarray:
+    return np.asanyarray(nib.as_closest_canonical(img).dataobj)
+
+
+@pytest.fixture(scope="module")
+def phantoms() -> list[Phantom]:
+    return generate_phantom_set(_params())
+
+
+@pytest.fixture(scope="module")
+def pooled(phantoms) -> tuple[np.ndarray, np.ndarray]:
+    """CT and labels of all cases concatenated (flattened)."""
+    ct = np.concatenate([_canonical(p.ct).ravel() for p in phantoms])
+    labels = np.concatenate([_canonical(p.tissue_labels).ravel() for p in phantoms])
+    return ct, labels
+
+
+def _interior_hu(phantoms: list[Phantom], tissue: Tissue) -> np.ndarray:
+    """HU of voxels whose 6 neighbours share ``tissue`` (away from partial-volume edges)."""
+    values = []
+    for ph in phantoms:
+        labels = _canonical(ph.tissue_labels)
+        values.append(_canonical(ph.ct)[binary_erosion(labels == tissue)])
+    return np.concatenate(values)
+
+
+def test_images_are_int16_hu_and_uint8_mask_with_mm_headers(phantoms):
+    ph = phantoms[0]
+    assert ph.ct.get_data_dtype() == np.int16
+    assert ph.fracture_mask.get_data_dtype() == np.uint8
+    assert set(np.unique(np.asanyarray(ph.fracture_mask.dataobj))) <= {0, 1}
+    assert ph.ct.shape == ph.fracture_mask.shape == ph.tissue_labels.shape == SHAPE
+    np.testing.assert_allclose(ph.ct.affine, ph.fracture_mask.affine)
+    assert int(ph.ct.header["qform_code"]) == 1 and int(ph.ct.header["sform_code"]) == 1
+    assert ph.ct.header.get_xyzt_units()[0] == "mm"
+    np.testing.assert_allclose(ph.ct.header.get_zooms(), SPACING, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("tissue", "low", "high"),
+    [
+        (Tissue.AIR, -1010, -990),
+        (Tissue.FAT, -130, -70),
+        (Tissue.SOFT, 15, 60),
+        (Tissue.MUSCLE, 20, 65),
+        (Tissue.DISC, 60, 140),
+        (Tissue.CSF, -10, 45),
+        (Tissue.TRABECULAR, 100, 300),
+        (Tissue.CORTICAL, 700, 1200),
+    ],
+)
+def test_tissue_hu_medians(phantoms, tissue, low, high):
+    values = _interior_hu(phantoms, tissue)
+    assert values.size > 50
+    assert low <= np.median(values) <= high
+
+
+def test_bone_is_brighter_than_soft_tissue(pooled):
+    ct, labels = pooled
+    assert np.median(ct[labels == Tissue.CORTICAL]) > np.median(ct[labels == Tissue.TRABECULAR])
+    assert np.median(ct[labels == Tissue.TRABECULAR]) > np.median(ct[labels == Tissue.MUSCLE])
+
+
+def test_noise_and_texture_are_present(phantoms):
+    assert 8 < np.std(_interior_hu(phantoms, Tissue.AIR)) < 40
+    assert np.std(_interior_hu(phantoms, Tissue.TRABECULAR)) > 30
+
+
+def test_fracture_mask_lies_in_bone_and_is_small(phantoms):
+    fractured = [p for p in phantoms if p.fractures]
+    assert fractured
+    for ph in fractured:
+        mask = _canonical(ph.fracture_mask) > 0
+        bone = np.isin(_canonical(ph.tissue_labels), BONE)
+        assert 0 < mask.mean() < 0.02
+        assert not (mask & ~binary_dilation(bone)).any()
+        assert mask.sum() == sum(f["voxels"] for f in ph.fractures)
+        assert all(f["voxels"] > 0 for f in ph.fractures)
+        assert {f["kind"] for f in ph.fractures} <= {"compression", "burst", "cortical_line"}
+
+
+def test_fracture_free_cases_have_empty_masks_and_fraction_follows_params():
+    free = [not p.fractures for p in generate_phantom_set(_params(n_cases=24, seed=100))]
+    assert 2 <= sum(free) <= 12  # expected 6 of 24 at 0.25
+    none = generate_phantom_set(_params(n_cases=3, fracture_free_fraction=1.0))
+    assert all(not p.fractures and not np.asanyarray(p.fracture_mask.dataobj).any() for p in none)
+    assert all(
+        p.fractures
+        for p in generate_phantom_set(_params(n_cases=4, seed=3, fracture_free_fraction=0.0))
+    )
+
+
+def test_every_fracture_kind_is_produced_and_counts_respect_max():
+    kinds, counts = set(), []
+    for ph in generate_phantom_set(
+        _params(n_cases=16, seed=50, fracture_free_fraction=0.0, max_fractures=2)
+    ):
+        kinds |= {f["kind"] for f in ph.fractures}
+        counts.append(len(ph.fractures))
+    assert kinds == {"compression", "burst", "cortical_line"}
+    assert 1 <= min(counts) and max(counts) <= 2
+
+
+def test_compression_adds_sclerotic_bone_inside_mask():
+    params = _params(shape=(48, 48, 48), spacing_mm=(1.2, 1.2, 1.5), fracture_free_fraction=0.0)
+    for seed in range(40):
+        ph = generate_phantom("c", seed, params)
+        if any(f["kind"] == "compression" for f in ph.fractures):
+            break
+    labels, mask = _canonical(ph.tissue_labels), _canonical(ph.fracture_mask) > 0
+    ct = _canonical(ph.ct)
+    sclerotic = labels == Tissue.SCLEROTIC
+    assert sclerotic.any() and mask[sclerotic].all()
+    assert np.median(ct[sclerotic]) > np.median(ct[labels == Tissue.TRABECULAR])
+
+
+def test_distractors_are_painted_outside_the_mask(phantoms):
+    codes = {
+        "schmorl_node": Tissue.SCHMORL_NODE,
+        "basivertebral_vein": Tissue.VEIN_CHANNEL,
+        "osteophyte": Tissue.OSTEOPHYTE,
+    }
+    seen = set()
+    for ph in phantoms:
+        labels, mask = _canonical(ph.tissue_labels), _canonical(ph.fracture_mask) > 0
+        assert not (mask & np.isin(labels, list(codes.values()))).any()
+        for entry in ph.distractors:
+            kind = entry.split(":")[0]
+            if kind in codes:
+                assert (labels == codes[kind]).any(), entry
+                seen.add(kind)
+            else:
+                assert kind == "osteoporosis"
+                assert (labels == Tissue.OSTEOPOROTIC_TRABECULAR).any()
+    assert seen == set(codes)
+
+
+def test_fracture_free_cases_also_carry_distractors():
+    free = generate_phantom_set(_params(n_cases=6, fracture_free_fraction=1.0))
+    assert sum(bool(p.distractors) for p in free) >= 2
+
+
+def test_osteoporosis_lowers_trabecular_density(phantoms):
+    porotic = _interior_hu(phantoms, Tissue.OSTEOPOROTIC_TRABECULAR)
+    assert porotic.size > 0
+    assert np.median(porotic) < np.median(_interior_hu(phantoms, Tissue.TRABECULAR))
+
+
+def test_same_seed_is_deterministic_and_different_seeds_differ():
+    params = _params()
+    a, b, c = (generate_phantom("x", s, params) for s in (11, 11, 12))
+    for img in ("ct", "fracture_mask", "tissue_labels"):
+        np.testing.assert_array_equal(getattr(a, img).get_fdata(), getattr(b, img).get_fdata())
+    np.testing.assert_array_equal(a.ct.affine, b.ct.affine)
+    assert a.fractures == b.fractures and a.distractors == b.distractors
+    assert not np.array_equal(a.ct.get_fdata(), c.ct.get_fdata())
+
+
+def test_set_uses_consecutive_seeds_and_prefix():
+    params = _params(n_cases=2, case_prefix="spine")
+    cases = generate_phantom_set(params)
+    assert [p.case_id for p in cases] == ["spine_0000", "spine_0001"]
+    single = generate_phantom("spine_0001", params.seed + 1, params)
+    np.testing.assert_array_equal(cases[1].ct.get_fdata(), single.ct.get_fdata())
+
+
+@pytest.mark.parametrize("code", ["LPS", "PIR", "SAR", "ILA"])
+def test_orientations_store_the_same_world_anatomy(code):
+    ras = generate_phantom("o", 5, _params(orientations=["RAS"]))
+    other = generate_phantom("o", 5, _params(orientations=[code]))
+    assert other.orientation == code
+    assert nib.aff2axcodes(other.ct.affine) == tuple(code)
+    for name in ("ct", "fracture_mask", "tissue_labels"):
+        ref, img = (
+            nib.as_closest_canonical(getattr(ras, name)),
+            nib.as_closest_canonical(getattr(other, name)),
+        )
+        np.testing.assert_array_equal(np.asanyarray(ref.dataobj), np.asanyarray(img.dataobj))
+        np.testing.assert_allclose(ref.affine, img.affine, atol=1e-4)
+    canon = nib.as_closest_canonical(other.ct)
+    np.testing.assert_allclose(canon.header.get_zooms(), SPACING, rtol=1e-6)
+
+
+def test_permuted_orientation_permutes_shape_and_zooms():
+    params = _params(shape=(24, 32, 40), spacing_mm=(0.8, 0.9, 2.0), orientations=["PIR"])
+    ph = generate_phantom("p", 1, params)
+    assert ph.ct.shape == (32, 40, 24)
+    np.testing.assert_allclose(ph.ct.header.get_zooms(), (0.9, 2.0, 0.8), rtol=1e-6)
+    canon = nib.as_closest_canonical(ph.ct)
+    assert canon.shape == (24, 32, 40)
+
+
+def test_world_origin_maps_voxel_centres_to_mm(phantoms):
+    ph = phantoms[0]
+    affine = nib.as_closest_canonical(ph.ct).affine
+    np.testing.assert_allclose(np.diag(affine)[:3], SPACING)
+    centre = affine @ np.append((np.array(SHAPE) - 1) / 2, 1.0)
+    assert abs(centre[0]) <= 20 and abs(centre[1]) <= 20 and -400 <= centre[2] <= -100
+
+
+def test_orientation_choice_varies_across_a_set():
+    cases = generate_phantom_set(_params(n_cases=12, orientations=["RAS", "LPS", "PIR"]))
+    assert len({p.orientation for p in cases}) >= 2
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"orientations": ["RAX"]},
+        {"orientations": ["RRS"]},
+        {"orientations": ["RASL"]},
+        {"spacing_mm": (-1.0, 1.0, 1.0)},
+        {"spacing_mm": (1.0, 0.0, 1.0)},
+        {"shape": (16, 40, 40)},
+        {"n_cases": 0},
+        {"max_fractures": 4},
+        {"fracture_free_fraction": 1.5},
+        {"unknown": 1},
+    ],
+)
+def test_invalid_params_are_rejected(overrides):
+    with pytest.raises(ValidationError):
+        _params(**overrides)
+
+
+def test_orientation_codes_are_normalised_to_upper_case():
+    assert _params(orientations=["lps"]).orientations == ["LPS"]
+
+
+def test_preview_figure_has_three_planes_per_case(phantoms):
+    fig = phantom_preview_figure(phantoms, max_cases=2)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 6
+    fractured = next(p for p in phantoms if p.fractures)
+    fig = phantom_preview_figure([fractured])
+    assert fractured.fractures[0]["kind"] in fig.axes[0].get_title()
+    assert fig.axes[0].collections  # the red mask contour

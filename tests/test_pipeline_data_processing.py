@@ -1,0 +1,66 @@
+"""data_processing end to end through KedroSession on tiny phantoms, and on the real lumbar CT."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.conftest import REAL_CT
+from tests.kedro_project import make_tiny_project, run_pipeline
+from vertebral_fracture.datasets import SliceStackDataset
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    project = make_tiny_project(tmp_path_factory.mktemp("project"))
+    run_pipeline(project, "data_processing")
+    return project
+
+
+def test_phantoms_are_generated_validated_split_and_sliced(processed):
+    index = json.loads((processed / "data/02_intermediate/case_index.json").read_text())
+    assert len(index) == 8
+    assert {r["source"] for r in index} == {"phantom"}
+    splits = {r["split"] for r in index}
+    assert splits == {"train", "val", "test"}
+    assert (processed / "data/08_reporting/phantom_preview.png").stat().st_size > 10_000
+    for record in index:
+        canonical = nib.load(processed / f"data/03_primary/canonical/{record['case_id']}/ct.nii.gz")
+        assert nib.aff2axcodes(canonical.affine) == ("R", "A", "S")
+        np.testing.assert_allclose(canonical.header.get_zooms(), (2.0, 2.0, 2.0))
+        for view in ("axial", "coronal", "sagittal"):
+            stack = SliceStackDataset(
+                filepath=str(
+                    processed / f"data/05_model_input/slices/{view}/{record['case_id']}.npz"
+                )
+            ).load()
+            assert stack.images.shape[1:] == (32, 32)
+            np.testing.assert_array_equal(
+                stack.labels, stack.masks.reshape(len(stack.masks), -1).any(1)
+            )
+            assert (stack.labels.sum() > 0) == (record["fracture_voxels"] > 0)
+
+
+def test_real_scan_goes_through_as_inference_only_case(tmp_path):
+    project = make_tiny_project(tmp_path / "project")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(REAL_CT, scans / "lumbar_ct.nii.gz")
+    before = (scans / "lumbar_ct.nii.gz").read_bytes()
+    run_pipeline(project, "data_processing", params={"raw_dir": str(scans)})
+    index = json.loads((project / "data/02_intermediate/case_index.json").read_text())
+    assert [(r["case_id"], r["split"], r["mask"], r["source"]) for r in index] == [
+        ("lumbar", "test", None, "user")
+    ]
+    assert (scans / "lumbar_ct.nii.gz").read_bytes() == before  # raw data untouched
+    assert sorted(p.name for p in scans.iterdir()) == ["lumbar_ct.nii.gz"]
+    stack = SliceStackDataset(
+        filepath=str(project / "data/05_model_input/slices/axial/lumbar.npz")
+    ).load()
+    assert stack.masks is None
+    # 122 x 101 x 112 voxels at 3 mm span 363 x 300 x 333 mm: at 2 mm the whole view is kept
+    assert stack.volume_shape == (182, 151, 167)

@@ -1,0 +1,383 @@
+"""Training engine: params, augmentation, dataset, sampler, loop, checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+from pydantic import ValidationError
+from torch.utils.data import DataLoader
+
+from vertebral_fracture.datasets.checkpoint_dataset import TorchCheckpointDataset
+from vertebral_fracture.models import build_model
+from vertebral_fracture.slicing import SliceStack
+from vertebral_fracture.training import (
+    HISTORY_COLUMNS,
+    AugmentationParams,
+    BalancedSliceSampler,
+    IncompatibleCheckpointError,
+    SliceAugmenter,
+    SliceDataset,
+    TrainingParams,
+    build_augmenter,
+    build_loss,
+    evaluate,
+    load_model_from_checkpoint,
+    make_checkpoint,
+    train,
+    train_step,
+    training_curves_figure,
+)
+
+
+def make_stack(case_id: str, n: int = 10, size: int = 32, seed: int = 0) -> SliceStack:
+    """Dim noisy slices; every third slice holds a bright square 'fracture' and its mask."""
+    rng = np.random.default_rng(seed)
+    images = (rng.random((n, size, size)) * 0.2).astype(np.float16)
+    masks = np.zeros((n, size, size), dtype=np.uint8)
+    side = max(4, size // 6)
+    for i in range(0, n, 3):
+        y, x = rng.integers(side, size - 2 * side, size=2)
+        images[i, y : y + side, x : x + side] = 0.9
+        masks[i, y : y + side, x : x + side] = 1
+    return SliceStack(case_id, "sagittal", images, masks, np.arange(n, dtype=np.int32))
+
+
+def tiny_params(**overrides) -> TrainingParams:
+    base = dict(
+        architecture="multitask",
+        encoder="resnet18",
+        in_channels=3,
+        slice_size=32,
+        batch_size=4,
+        max_epochs=2,
+        steps_per_epoch=2,
+        learning_rate=1e-3,
+        positive_fraction=0.5,
+        early_stopping_patience=None,
+        lr_scheduler={"patience": 0, "factor": 0.5},
+        seed=123,
+        num_threads=2,
+        device="cpu",
+    )
+    base.update(overrides)
+    return TrainingParams(**base)
+
+
+# --------------------------------------------------------------------------- params
+
+
+def test_params_validation() -> None:
+    with pytest.raises(ValidationError, match="slice_size"):
+        TrainingParams(slice_size=100)
+    with pytest.raises(ValidationError, match="seg_weight"):
+        TrainingParams(seg_weight=-0.1)
+    with pytest.raises(ValidationError, match="in_channels"):
+        TrainingParams(in_channels=2)
+    with pytest.raises(ValidationError, match="unknown_key"):
+        TrainingParams(unknown_key=1)
+    with pytest.raises(ValidationError, match="positive_fraction"):
+        TrainingParams(positive_fraction=1.0)
+    with pytest.raises(ValidationError, match="rotation_deg"):
+        TrainingParams(augmentation={"rotation_deg": -5})
+    params = TrainingParams(slice_size=64, in_channels=3)
+    assert 1 <= params.resolved_num_threads() <= 4
+    assert TrainingParams.model_validate(params.model_dump(mode="json")) == params
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def _square_image(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    image = np.zeros((size, size, 3), dtype=np.float32)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    image[20:36, 24:44, :] = 1.0
+    mask[20:36, 24:44] = 1
+    return image, mask
+
+
+def test_augmentation_moves_mask_with_image() -> None:
+    aug = SliceAugmenter(
+        AugmentationParams(
+            rotation_deg=30, shift=0.1, scale=0.15, affine_p=1.0, flip=True,
+            noise_std=0.0, brightness_contrast=0.0,
+        )
+    )  # fmt: skip
+    image, mask = _square_image()
+    changed = 0
+    for seed in range(12):
+        out_image, out_mask = aug(image, mask, seed=seed)
+        assert out_image.shape == image.shape and out_image.dtype == np.float32
+        assert out_mask.shape == mask.shape and set(np.unique(out_mask)) <= {0, 1}
+        bright = out_image[..., 1] > 0.5
+        iou = (bright & (out_mask > 0)).sum() / (bright | (out_mask > 0)).sum()
+        assert iou > 0.85, f"seed {seed}: image and mask moved apart (IoU {iou:.2f})"
+        # all channels move together
+        assert np.array_equal(out_image[..., 0], out_image[..., 2])
+        changed += not np.array_equal(out_mask, mask)
+    assert changed >= 10
+
+    # same seed -> same result; intensity steps keep the image in [0, 1], mask binary
+    noisy = SliceAugmenter(AugmentationParams(noise_std=0.2, brightness_contrast=0.3))
+    a = noisy(image, mask, seed=5)
+    b = noisy(image, mask, seed=5)
+    c = noisy(image, mask, seed=6)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    assert a[0].min() >= 0.0 and a[0].max() <= 1.0 and set(np.unique(a[1])) <= {0, 1}
+
+
+def test_validation_has_no_augmentation() -> None:
+    params = AugmentationParams(rotation_deg=45, noise_std=0.3)
+    assert build_augmenter(params, train=False) is None
+    assert build_augmenter(AugmentationParams(enabled=False), train=True) is None
+    assert isinstance(build_augmenter(params, train=True), SliceAugmenter)
+    stack = make_stack("v", n=4, size=32)
+    ds = SliceDataset([stack], in_channels=1, augmenter=None)
+    for key in (0, (0, 1), (0, 2)):  # seeds are ignored without an augmenter
+        image, label, mask = ds[key]
+        assert torch.equal(image[0], torch.from_numpy(stack.images[0].astype(np.float32)))
+        assert torch.equal(mask[0], torch.from_numpy(stack.masks[0].astype(np.float32)))
+        assert label.item() == 1.0
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def test_dataset_channels_are_clamped_neighbours() -> None:
+    n, size = 6, 32
+    images = np.stack([np.full((size, size), i / 10, dtype=np.float16) for i in range(n)])
+    masks = np.zeros((n, size, size), dtype=np.uint8)
+    masks[2, 5:9, 5:9] = 1
+    stack_a = SliceStack("a", "sagittal", images, masks, np.arange(n, dtype=np.int32))
+    stack_b = SliceStack("b", "sagittal", images[:2], masks[:2], np.arange(2, dtype=np.int32))
+    ds = SliceDataset([stack_a, stack_b], in_channels=5, expected_size=size)
+    assert len(ds) == n + 2
+    assert ds.labels.tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
+
+    def channel_ids(index: int) -> list[int]:
+        image, _, _ = ds[index]
+        assert image.shape == (5, size, size) and image.dtype == torch.float32
+        return [round(float(c.mean()) * 10) for c in image]
+
+    assert channel_ids(0) == [0, 0, 0, 1, 2]
+    assert channel_ids(2) == [0, 1, 2, 3, 4]
+    assert channel_ids(5) == [3, 4, 5, 5, 5]
+    assert channel_ids(6) == [0, 0, 0, 1, 1]  # second stack: neighbours never cross stacks
+    image, label, mask = ds[2]
+    assert label.item() == 1.0 and mask.shape == (1, size, size) and mask.sum() == 16
+
+    with pytest.raises(ValueError, match="slice_size"):
+        SliceDataset([stack_a], in_channels=1, expected_size=64)
+    unlabelled = SliceStack("u", "sagittal", images, None, np.arange(n, dtype=np.int32))
+    with pytest.raises(ValueError, match="no masks"):
+        SliceDataset([unlabelled])
+
+
+# --------------------------------------------------------------------------- sampler
+
+
+def test_sampler_positive_fraction_and_reproducibility() -> None:
+    labels = np.zeros(1000, dtype=np.uint8)
+    labels[np.random.default_rng(0).choice(1000, 40, replace=False)] = 1
+    sampler = BalancedSliceSampler(labels, num_samples=400, positive_fraction=0.25, seed=9)
+    sampler.set_epoch(3)
+    draws = list(sampler)
+    assert len(draws) == len(sampler) == 400
+    indices = np.array([i for i, _ in draws])
+    assert abs(labels[indices].mean() - 0.25) <= 0.01
+    # positives are cycled through before any repeats
+    assert len(set(indices[labels[indices] == 1].tolist())) == 40
+    # same (seed, epoch) -> same order and augmentation seeds, whatever ran before
+    sampler.set_epoch(4)
+    other_epoch = list(sampler)
+    again = BalancedSliceSampler(labels, num_samples=400, positive_fraction=0.25, seed=9)
+    again.set_epoch(3)
+    assert list(again) == draws
+    assert other_epoch != draws
+    other_seed = BalancedSliceSampler(labels, num_samples=400, positive_fraction=0.25, seed=10)
+    other_seed.set_epoch(3)
+    assert list(other_seed) != draws
+
+    with pytest.warns(RuntimeWarning, match="No fracture"):
+        negatives_only = BalancedSliceSampler(np.zeros(50), num_samples=20, positive_fraction=0.5)
+    assert len(list(negatives_only)) == 20 and negatives_only.num_positives == 0
+
+
+# --------------------------------------------------------------------------- loop pieces
+
+
+def test_few_steps_on_a_fixed_batch_lower_the_loss() -> None:
+    torch.manual_seed(0)
+    stack = make_stack("o", n=4, size=64, seed=3)
+    batch = next(iter(DataLoader(SliceDataset([stack], in_channels=1), batch_size=4)))
+    params = tiny_params(in_channels=1, slice_size=64)
+    model = build_model("multitask", encoder="resnet18", in_channels=1)
+    loss_fn = build_loss(params)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    losses = [
+        train_step(model, batch, loss_fn, optimizer, device=torch.device("cpu")) for _ in range(5)
+    ]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.3 * losses[0], losses
+
+
+def test_evaluate_baseline_has_nan_dice_and_pr_auc_without_positives() -> None:
+    stack = make_stack("e", n=4, size=32)
+    no_positives = SliceStack(
+        "n", "sagittal", stack.images, np.zeros_like(stack.masks), stack.slice_numbers
+    )
+    baseline = build_model("baseline", encoder="resnet18", in_channels=1)
+    loss_fn = build_loss(tiny_params(architecture="baseline"))
+    cpu = torch.device("cpu")
+    loader = DataLoader(SliceDataset([stack], in_channels=1), batch_size=4)
+    metrics = evaluate(baseline, loader, loss_fn, device=cpu)
+    assert math.isfinite(metrics["loss"]) and math.isfinite(metrics["class_pr_auc"])
+    assert math.isnan(metrics["dice"])
+    loader = DataLoader(SliceDataset([no_positives], in_channels=1), batch_size=4)
+    assert math.isnan(evaluate(baseline, loader, loss_fn, device=cpu)["class_pr_auc"])
+
+
+def test_incompatible_checkpoint_names_the_parameter() -> None:
+    params = tiny_params(in_channels=1)
+    model = build_model("multitask", encoder="resnet18", in_channels=1)
+    optimizer = torch.optim.Adam(model.parameters())
+    checkpoint = make_checkpoint(
+        epoch=1,
+        model=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer),
+        scaler=None,
+        params=params,
+        history=[],
+        best_epoch=1,
+        best_val_loss=1.0,
+        epochs_without_improvement=0,
+        stopped_early=False,
+    )
+    with pytest.raises(IncompatibleCheckpointError, match=r"architecture.*'multitask'.*'baseline'"):
+        load_model_from_checkpoint(checkpoint, {"architecture": "baseline"})
+    with pytest.raises(IncompatibleCheckpointError, match=r"in_channels is 1 .* but 3"):
+        load_model_from_checkpoint(checkpoint, tiny_params(in_channels=3))
+    with pytest.raises(IncompatibleCheckpointError, match="slice_size"):
+        load_model_from_checkpoint(checkpoint, {"slice_size": 256, "encoder": "resnet18"})
+    with pytest.raises(IncompatibleCheckpointError, match="not a training checkpoint"):
+        load_model_from_checkpoint({"state_dict": {}})
+    forged = dict(checkpoint, params={**checkpoint["params"], "architecture": "baseline"})
+    with pytest.raises(IncompatibleCheckpointError, match="do not fit"):
+        load_model_from_checkpoint(forged)
+    rebuilt = load_model_from_checkpoint(checkpoint, params)
+    assert not rebuilt.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, rebuilt.state_dict()[key])
+
+
+# --------------------------------------------------------------------------- full loop + resume
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[list[SliceStack], list[SliceStack]]:
+    train_stacks = [make_stack("t1", n=10, seed=1), make_stack("t2", n=8, seed=2)]
+    val_stacks = [make_stack("v1", n=8, seed=3)]
+    return train_stacks, val_stacks
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(split, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("full")
+    last = TorchCheckpointDataset(filepath=str(folder / "last.pt"))
+    best = TorchCheckpointDataset(filepath=str(folder / "best.pt"))
+    seen: list[pd.DataFrame] = []
+    result = train(
+        *split,
+        tiny_params(),
+        last_checkpoint=last,
+        best_checkpoint=best,
+        on_epoch_end=seen.append,
+        progress=False,
+    )
+    return result, last, best, seen
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+def test_training_run_history_and_checkpoints(uninterrupted) -> None:
+    result, last, best, seen = uninterrupted
+    history = result.history
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert history["epoch"].tolist() == [1, 2]
+    assert [len(frame) for frame in seen] == [1, 2]
+    assert np.isfinite(history[["train_loss", "val_loss", "lr", "seconds"]].to_numpy()).all()
+    assert history["val_class_pr_auc"].between(0, 1).all()
+    assert history["val_dice"].between(0, 1).all()
+
+    checkpoint = last.load()  # weights_only=True
+    assert checkpoint["epoch"] == 2
+    assert checkpoint["params"] == tiny_params().model_dump(mode="json")
+    assert checkpoint["metrics"]["history"]["val_loss"] == history["val_loss"].tolist()
+    assert isinstance(checkpoint["rng_state"]["torch"], torch.Tensor)
+    assert isinstance(checkpoint["rng_state"]["numpy"]["state"]["state"], int)
+    assert {"model_state_dict", "optimizer_state_dict", "scheduler_state_dict"} <= set(checkpoint)
+
+    best_checkpoint = best.load()
+    assert best_checkpoint["epoch"] == result.best_epoch
+    _assert_same_weights(best_checkpoint["model_state_dict"], result.model.state_dict())
+    rebuilt = load_model_from_checkpoint(checkpoint, tiny_params())
+    _assert_same_weights(rebuilt.state_dict(), checkpoint["model_state_dict"])
+
+    figure = training_curves_figure(history, title="tiny")
+    assert isinstance(figure, Figure) and len(figure.axes) == 3
+
+
+def test_resume_matches_uninterrupted_run(split, uninterrupted, tmp_path: Path) -> None:
+    result, full_last, _, _ = uninterrupted
+    last = TorchCheckpointDataset(filepath=str(tmp_path / "last.pt"))
+    best = TorchCheckpointDataset(filepath=str(tmp_path / "best.pt"))
+    first = train(
+        *split, tiny_params(max_epochs=1), last_checkpoint=last, best_checkpoint=best,
+        progress=False,
+    )  # fmt: skip
+    assert first.history["epoch"].tolist() == [1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no surprises on resume
+        resumed = train(
+            *split, tiny_params(resume=True), last_checkpoint=last, best_checkpoint=best,
+            progress=False,
+        )  # fmt: skip
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.best_epoch == result.best_epoch
+
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.history[columns], result.history[columns])
+    _assert_same_weights(last.load()["model_state_dict"], full_last.load()["model_state_dict"])
+    _assert_same_weights(
+        last.load()["optimizer_state_dict"]["state"][0],
+        full_last.load()["optimizer_state_dict"]["state"][0],
+    )
+    _assert_same_weights(resumed.model.state_dict(), result.model.state_dict())
+
+    # resuming a finished run trains nothing more and returns the same model
+    again = train(
+        *split, tiny_params(resume=True), last_checkpoint=last, best_checkpoint=best,
+        progress=False,
+    )  # fmt: skip
+    assert again.history["epoch"].tolist() == [1, 2]
+    _assert_same_weights(again.model.state_dict(), result.model.state_dict())
+
+    # resuming into another architecture is refused, naming the parameter
+    with pytest.raises(IncompatibleCheckpointError, match="encoder"):
+        train(
+            *split, tiny_params(resume=True, encoder="efficientnet_b0"), last_checkpoint=last,
+            progress=False,
+        )  # fmt: skip
