@@ -58,7 +58,7 @@ def run_pipeline(
         contextlib.chdir(project),
         KedroSession.create(project_path=project, runtime_params=params or {}) as session,
     ):
-        session.run(pipeline_name=pipeline, **kwargs)
+        session.run(pipeline_names=[pipeline] if pipeline else None, **kwargs)
 
 
 def _merge(base: dict, extra: dict) -> dict:

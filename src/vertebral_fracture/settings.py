@@ -6,4 +6,7 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Deep-merge parameters across environments: conf/local or conf/bench can override one
+    # nested value (e.g. axial.multitask.training.max_epochs) without restating the rest.
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -50,13 +50,31 @@ def generate_phantoms(
 def index_cases(
     raw_scans: LazyImages, phantom_manifest: list[dict], raw_dir: str, params: DataProcessingParams
 ) -> list[dict]:
-    """Find, validate and split every case of the scan folder before any other work.
+    """Find, validate and split (train/val/test) every case of the scan folder before any work.
 
     ``phantom_manifest`` orders phantom generation before discovery (the default scan folder
     holds the phantoms) and marks which cases are synthetic.
     """
-    cases = find_cases(list(raw_scans), raw_dir)
     synthetic = {entry["case_id"] for entry in phantom_manifest}
+    records = _validated_records(raw_scans, raw_dir, params, synthetic)
+    split = params.split
+    fractions = {"train": split.train, "val": split.val, "test": split.test}
+    assignment = split_cases({r.case_id: r.fracture_voxels for r in records}, fractions, split.seed)
+    return _with_splits(records, assignment)
+
+
+def index_evaluation_cases(
+    raw_scans: LazyImages, raw_dir: str, params: DataProcessingParams
+) -> list[dict]:
+    """Find and validate every case of the scan folder; all are test cases (no training)."""
+    records = _validated_records(raw_scans, raw_dir, params, synthetic=set())
+    return _with_splits(records, {r.case_id: "test" for r in records})
+
+
+def _validated_records(
+    raw_scans: LazyImages, raw_dir: str, params: DataProcessingParams, synthetic: set[str]
+) -> list[CaseRecord]:
+    cases = find_cases(list(raw_scans), raw_dir)
     records = []
     for case in tqdm(cases, desc="Validating scans", unit="case"):
         ct, mask = validate_case(
@@ -80,14 +98,10 @@ def index_cases(
                 source="phantom" if case.case_id in synthetic else "user",
             )
         )
-    split = params.split
-    if split.all_test:
-        assignment = {r.case_id: "test" for r in records}
-    else:
-        fractions = {"train": split.train, "val": split.val, "test": split.test}
-        assignment = split_cases(
-            {r.case_id: r.fracture_voxels for r in records}, fractions, split.seed
-        )
+    return records
+
+
+def _with_splits(records: list[CaseRecord], assignment: dict[str, str]) -> list[dict]:
     for record in records:
         record.split = assignment[record.case_id]
     counts = {s: sum(r.split == s for r in records) for s in ("train", "val", "test")}

@@ -15,7 +15,6 @@ class SplitParams(BaseModel):
     val: float = Field(0.2, ge=0.0, le=1.0)
     test: float = Field(0.2, ge=0.0, le=1.0)
     seed: int = 0
-    all_test: bool = Field(False, description="Evaluate mode: every case is a test case.")
 
 
 class DataProcessingParams(BaseModel):

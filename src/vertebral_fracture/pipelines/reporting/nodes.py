@@ -172,14 +172,20 @@ def draw_cases(
     """
     by_case = _predictions_by_case(fused)
     shown = [params.baseline, params.proposed]
-    tests = [r for r in case_index if r["split"] == "test" and r["mask"] and r["fracture_voxels"]]
+    tests = [r for r in case_index if r["split"] == "test"]
+    # fractured cases first; scans without a mask are pictured too (predictions only)
+    tests.sort(key=lambda r: not r["fracture_voxels"])
     figures: dict[str, Figure] = {}
     views: dict[str, str] = {}
     for record in tests[: params.picture_cases]:
         case_id = record["case_id"]
         ct = nib.as_closest_canonical(raw_scans[record["ct"]]())
         spacing = tuple(float(z) for z in ct.header.get_zooms()[:3])
-        gt = np.asanyarray(nib.as_closest_canonical(raw_scans[record["mask"]]()).dataobj) > 0
+        hu = np.asanyarray(ct.dataobj, dtype=np.float32)
+        if record["mask"]:
+            gt = np.asanyarray(nib.as_closest_canonical(raw_scans[record["mask"]]()).dataobj) > 0
+        else:
+            gt = np.zeros(hu.shape, bool)
         predictions = {
             m: np.asanyarray(
                 nib.as_closest_canonical(by_case[case_id][m]()).dataobj, dtype=np.float32
@@ -187,7 +193,6 @@ def draw_cases(
             for m in shown
             if m in by_case.get(case_id, {})
         }
-        hu = np.asanyarray(ct.dataobj, dtype=np.float32)
         figures[f"{case_id}_mip"] = mip_comparison_figure(
             hu,
             gt,
@@ -196,21 +201,14 @@ def draw_cases(
             spacing,
             title=f"{case_id}: maximum intensity projections",
         )
-        labels, n = ndimage.label(gt)
-        largest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1 if n else 0
-        centre = (
-            tuple(int(c) for c in ndimage.center_of_mass(labels == largest))
-            if n
-            else tuple(s // 2 for s in gt.shape)
-        )
         figures[f"{case_id}_slices"] = slice_overlay_figure(
             hu,
             gt,
             predictions,
             thresholds,
             spacing,
-            centre,
-            title=f"{case_id}: slices through the largest fracture",
+            _focus(gt, predictions.get(params.proposed)),
+            title=f"{case_id}: slices through the largest fracture (or the strongest prediction)",
         )
         if params.proposed in predictions:
             views[case_id] = isosurface_html(
@@ -224,6 +222,19 @@ def draw_cases(
                 pred_name=params.proposed,
             )
     return figures, views
+
+
+def _focus(gt: np.ndarray, prediction: np.ndarray | None) -> tuple[int, ...]:
+    """Centre of the largest fracture, else of the strongest prediction, else the middle."""
+    labels, n = ndimage.label(gt)
+    if n:
+        largest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+        point = ndimage.center_of_mass(labels == largest)
+    elif prediction is not None and prediction.any():
+        point = np.unravel_index(np.argmax(prediction), prediction.shape)
+    else:
+        point = np.array(gt.shape) // 2
+    return tuple(int(c) for c in point)
 
 
 def render_html_report(

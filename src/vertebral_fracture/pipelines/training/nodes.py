@@ -39,6 +39,11 @@ def train_view_model(
     so a killed run resumes (``resume: true``); the best one is also the node's output, which
     the catalog stores for the inference pipeline.
     """
+    if params.architecture != variant:
+        raise ValueError(
+            f"{view}.{variant}.training.architecture is '{params.architecture}', but the "
+            f"'{variant}' namespace trains the '{variant}' model."
+        )
     folder = Path(checkpoint_dir) / variant
     best = TorchCheckpointDataset(filepath=str(folder / f"{view}_best.pt"))
     last = TorchCheckpointDataset(filepath=str(folder / f"{view}_last.pt"))

@@ -1,0 +1,145 @@
+"""The default `kedro run` on tiny phantoms, then `evaluate` on the real lumbar CT."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REAL_CT
+from tests.kedro_project import make_tiny_project, run_pipeline
+from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    path = make_tiny_project(tmp_path_factory.mktemp("project"))
+    run_pipeline(path)  # the default pipeline: phantoms to report
+    return path
+
+
+def _index(project):
+    return json.loads((project / "data/02_intermediate/case_index.json").read_text())
+
+
+def test_metrics_json_has_the_documented_shape(project):
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    methods = metrics["methods"]
+    assert {"baseline_mean", "multitask_product", "multitask_mean", "baseline_product"} <= set(
+        methods
+    )
+    for entry in methods.values():
+        assert {"pr_auc", "precision", "recall", "f1", "threshold", "dice", "froc", "bloat"} <= set(
+            entry
+        )
+        assert set(entry["froc"]) == {"0.5", "1", "2", "4", "8"}
+        assert 0.0 <= entry["pr_auc"] <= 1.0
+    tests = [r for r in _index(project) if r["split"] == "test" and r["mask"]]
+    assert metrics["dataset"]["cases"] == len(tests)
+    assert metrics["dataset"]["positive_voxels"] == sum(r["fracture_voxels"] for r in tests)
+    assert {(c["case"], c["method"]) for c in metrics["cases"]} == {
+        (r["case_id"], m) for r in tests for m in methods
+    }
+    assert all({"case", "method", "pr_auc", "f1"} <= set(c) for c in metrics["cases"])
+
+
+def test_every_view_and_variant_has_a_safe_loading_checkpoint(project):
+    for view in VIEWS:
+        for variant in VARIANTS:
+            checkpoint = torch.load(
+                project / f"data/06_models/{variant}/{view}_best.pt", weights_only=True
+            )
+            assert checkpoint["params"]["architecture"] == variant
+            assert {
+                "model_state_dict",
+                "optimizer_state_dict",
+                "scheduler_state_dict",
+                "epoch",
+            } <= set(checkpoint)
+
+
+def test_probability_volumes_lie_on_each_input_scans_grid(project):
+    for record in (r for r in _index(project) if r["split"] in ("val", "test")):
+        scan = nib.load(project / "data/01_raw" / record["ct"])
+        for view in VIEWS:
+            for variant in VARIANTS:
+                folder = project / f"data/07_model_output/probabilities/{variant}/{view}"
+                probability = nib.load(folder / f"{record['case_id']}.nii.gz")
+                assert probability.shape == scan.shape
+                np.testing.assert_allclose(probability.affine, scan.affine, atol=1e-5)
+                data = probability.get_fdata()
+                assert data.dtype == np.float64 and probability.get_data_dtype() == np.float32
+                assert 0.0 <= data.min() and data.max() <= 1.0
+
+
+def test_fusion_outputs_and_validation_thresholds(project):
+    thresholds = json.loads((project / "data/06_models/fusion_thresholds.json").read_text())
+    assert {"multitask_product", "baseline_mean"} <= set(thresholds)
+    test_case = next(r for r in _index(project) if r["split"] == "test")
+    fused = nib.load(
+        project
+        / f"data/07_model_output/fused/multitask/multitask_product/{test_case['case_id']}.nii.gz"
+    )
+    views = [
+        nib.load(
+            project
+            / f"data/07_model_output/probabilities/multitask/{v}/{test_case['case_id']}.nii.gz"
+        ).get_fdata()
+        for v in VIEWS
+    ]
+    np.testing.assert_allclose(fused.get_fdata(), np.prod(views, axis=0), rtol=1e-5, atol=1e-12)
+    labels = nib.load(
+        project / f"data/07_model_output/label_maps/multitask_product/{test_case['case_id']}.nii.gz"
+    )
+    np.testing.assert_array_equal(
+        labels.get_fdata() > 0, fused.get_fdata() >= thresholds["multitask_product"]
+    )
+
+
+def test_report_is_self_contained(project):
+    report = (project / "data/08_reporting/report.html").read_text()
+    assert 'src="http' not in report and 'href="http' not in report
+    assert report.count("data:image/png;base64,") >= 4
+    assert (project / "data/08_reporting/comparison.md").read_text().count("|") > 20
+
+
+def test_training_one_namespace_trains_that_view_only(project):
+    models = project / "data/06_models"
+    before = {p: p.stat().st_mtime_ns for p in models.rglob("*.pt")}
+    run_pipeline(project, "training", namespaces=["axial"])
+    changed = {
+        p.relative_to(models).as_posix()
+        for p in models.rglob("*.pt")
+        if p.stat().st_mtime_ns != before[p]
+    }
+    assert changed == {
+        f"{variant}/axial_{kind}.pt" for variant in VARIANTS for kind in ("best", "last")
+    }
+
+
+def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(REAL_CT, scans / "lumbar_ct.nii.gz")
+    run_pipeline(project, "evaluate", params={"raw_dir": str(scans)})
+    scan = nib.load(REAL_CT)
+    for variant in VARIANTS:
+        for view in VIEWS:
+            out = nib.load(
+                project / f"data/07_model_output/probabilities/{variant}/{view}/lumbar.nii.gz"
+            )
+            assert out.shape == scan.shape
+            np.testing.assert_allclose(out.affine, scan.affine, atol=1e-5)
+    fused = nib.load(
+        project / "data/07_model_output/fused/multitask/multitask_product/lumbar.nii.gz"
+    )
+    assert fused.shape == scan.shape
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    assert metrics["dataset"]["cases"] == 0  # no mask: pictures, no metrics
+    assert "lumbar" in (project / "data/08_reporting/report.html").read_text()
