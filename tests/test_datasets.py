@@ -91,3 +91,9 @@ def test_corrupt_slice_file_is_named(tmp_path):
     with pytest.raises(DatasetError, match="corrupt slice file") as info:
         SliceStackDataset(filepath=str(path)).load()
     assert str(path) in str(info.value)
+
+
+def test_saved_files_get_normal_permissions(tmp_path, spine_like_ct):
+    path = tmp_path / "a_ct.nii.gz"
+    NiftiDataset(filepath=str(path)).save(spine_like_ct[0])
+    assert path.stat().st_mode & 0o044 == 0o044  # group and others may read, as with open()

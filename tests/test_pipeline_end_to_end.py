@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,7 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import REAL_CT
-from tests.kedro_project import make_tiny_project, run_pipeline
+from tests.kedro_project import ROOT, make_tiny_project, run_pipeline
 from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
 
 pytestmark = pytest.mark.slow
@@ -143,3 +147,33 @@ def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_pa
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     assert metrics["dataset"]["cases"] == 0  # no mask: pictures, no metrics
     assert "lumbar" in (project / "data/08_reporting/report.html").read_text()
+
+
+def test_kedro_viz_build_lists_the_pipelines_offline(project):
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
+    kedro = Path(sys.executable).with_name("kedro")
+    subprocess.run(
+        [str(kedro), "viz", "build"], cwd=project, env=env, check=True, capture_output=True
+    )
+    main = json.loads((project / "build/api/main").read_text())
+    pipelines = {p["id"] for p in main["pipelines"]}
+    assert {"data_processing", "training", "inference", "fusion", "reporting"} <= pipelines
+    tasks = [n["name"] for n in main["nodes"] if n.get("type") == "task"]
+    assert tasks.count("train_view_model") == 6  # three views x two variants
+    assert {"generate_phantoms", "index_cases", "predict_view", "render_html_report"} <= set(tasks)
+
+
+def test_notebook_loads_catalog_entries(project):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebooks = project / "notebooks"
+    notebooks.mkdir(exist_ok=True)
+    notebook = nbformat.read(ROOT / "notebooks/explore_results.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        notebook, timeout=300, resources={"metadata": {"path": str(notebooks)}}
+    ).execute()
+    outputs = [
+        o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+    ]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the overlay figure
