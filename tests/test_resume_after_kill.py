@@ -34,8 +34,8 @@ result = train(
     best_checkpoint=TorchCheckpointDataset(filepath=f"{folder}/best.pt"),
     progress=False,
 )
-torch.save({"weights": result.model.state_dict(), "history": result.history.drop(columns="seconds").to_dict()},
-           f"{folder}/final.pt")
+history = result.history.drop(columns="seconds").to_dict()
+torch.save({"weights": result.model.state_dict(), "history": history}, f"{folder}/final.pt")
 """
 
 
