@@ -127,42 +127,6 @@ def test_training_one_namespace_trains_that_view_only(project):
     }
 
 
-def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_path):
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    shutil.copy(REAL_CT, scans / "lumbar_ct.nii.gz")
-    run_pipeline(project, "evaluate", params={"raw_dir": str(scans)})
-    scan = nib.load(REAL_CT)
-    for variant in VARIANTS:
-        for view in VIEWS:
-            out = nib.load(
-                project / f"data/07_model_output/probabilities/{variant}/{view}/lumbar.nii.gz"
-            )
-            assert out.shape == scan.shape
-            np.testing.assert_allclose(out.affine, scan.affine, atol=1e-5)
-    fused = nib.load(
-        project / "data/07_model_output/fused/multitask/multitask_product/lumbar.nii.gz"
-    )
-    assert fused.shape == scan.shape
-    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
-    assert metrics["dataset"]["cases"] == 0  # no mask: pictures, no metrics
-    assert "lumbar" in (project / "data/08_reporting/report.html").read_text()
-
-
-def test_kedro_viz_build_lists_the_pipelines_offline(project):
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
-    kedro = Path(sys.executable).with_name("kedro")
-    subprocess.run(
-        [str(kedro), "viz", "build"], cwd=project, env=env, check=True, capture_output=True
-    )
-    main = json.loads((project / "build/api/main").read_text())
-    pipelines = {p["id"] for p in main["pipelines"]}
-    assert {"data_processing", "training", "inference", "fusion", "reporting"} <= pipelines
-    tasks = [n["name"] for n in main["nodes"] if n.get("type") == "task"]
-    assert tasks.count("train_view_model") == 6  # three views x two variants
-    assert {"generate_phantoms", "index_cases", "predict_view", "render_html_report"} <= set(tasks)
-
-
 def test_notebook_loads_catalog_entries(project):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -177,3 +141,43 @@ def test_notebook_loads_catalog_entries(project):
     ]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the overlay figure
+
+
+# evaluate replaces the case index with the new folder's: keep it last
+def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    case = "lumbar<img src=x onerror=alert(1)>"  # a file name must not inject HTML into the report
+    shutil.copy(REAL_CT, scans / f"{case}_ct.nii.gz")
+    run_pipeline(project, "evaluate", params={"raw_dir": str(scans)})
+    scan = nib.load(REAL_CT)
+    for variant in VARIANTS:
+        for view in VIEWS:
+            out = nib.load(
+                project / f"data/07_model_output/probabilities/{variant}/{view}/{case}.nii.gz"
+            )
+            assert out.shape == scan.shape
+            np.testing.assert_allclose(out.affine, scan.affine, atol=1e-5)
+    fused = nib.load(
+        project / f"data/07_model_output/fused/multitask/multitask_product/{case}.nii.gz"
+    )
+    assert fused.shape == scan.shape
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    assert metrics["dataset"]["cases"] == 0  # no mask: pictures, no metrics
+    report = (project / "data/08_reporting/report.html").read_text()
+    assert "lumbar&lt;img src=x onerror=alert(1)&gt;" in report
+    assert "<img src=x" not in report
+
+
+def test_kedro_viz_build_lists_the_pipelines_offline(project):
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
+    kedro = Path(sys.executable).with_name("kedro")
+    subprocess.run(
+        [str(kedro), "viz", "build"], cwd=project, env=env, check=True, capture_output=True
+    )
+    main = json.loads((project / "build/api/main").read_text())
+    pipelines = {p["id"] for p in main["pipelines"]}
+    assert {"data_processing", "training", "inference", "fusion", "reporting"} <= pipelines
+    tasks = [n["name"] for n in main["nodes"] if n.get("type") == "task"]
+    assert tasks.count("train_view_model") == 6  # three views x two variants
+    assert {"generate_phantoms", "index_cases", "predict_view", "render_html_report"} <= set(tasks)

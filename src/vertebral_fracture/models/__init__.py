@@ -17,11 +17,11 @@ from vertebral_fracture.models.baseline import SliceClassifier
 from vertebral_fracture.models.encoders import ENCODERS, EncoderName, build_encoder
 from vertebral_fracture.models.multitask import AttentionUNetMultiTask
 
-ARCHITECTURES = ("multitask", "baseline")
+ARCHITECTURES = ("multitask", "baseline", "smp_unet")
 
 
 def build_model(
-    architecture: Literal["multitask", "baseline"],
+    architecture: Literal["multitask", "baseline", "smp_unet"],
     *,
     encoder: EncoderName = "resnet18",
     in_channels: int = 1,
@@ -33,7 +33,10 @@ def build_model(
 
     Args:
         architecture: ``"multitask"`` (:class:`AttentionUNetMultiTask`) or ``"baseline"``
-            (:class:`SliceClassifier`, classification only; ``decoder_channels`` is not used).
+            (:class:`SliceClassifier`, classification only; ``decoder_channels`` is not used),
+            or ``"smp_unet"``, the benchmark's off-the-shelf peer
+            (:class:`~vertebral_fracture.models.peer.SmpUnetPeer`; needs the ``[bench]`` extra,
+            imported only then; ``decoder_channels`` is SMP's default).
         encoder: ``"resnet18"`` or ``"efficientnet_b0"``.
         in_channels: input channels ``C``.
         dropout: dropout probability before the classification FC, in ``[0, 1)``.
@@ -42,6 +45,7 @@ def build_model(
 
     Raises:
         ValueError: unknown architecture or encoder, or invalid hyper-parameters.
+        ImportError: ``"smp_unet"`` without segmentation_models_pytorch installed.
         FileNotFoundError: ``pretrained_weights`` does not exist.
     """
     if architecture == "multitask":
@@ -54,6 +58,15 @@ def build_model(
         )
     if architecture == "baseline":
         return SliceClassifier(
+            encoder=encoder,
+            in_channels=in_channels,
+            dropout=dropout,
+            pretrained_weights=pretrained_weights,
+        )
+    if architecture == "smp_unet":
+        from vertebral_fracture.models.peer import SmpUnetPeer  # smp is imported lazily
+
+        return SmpUnetPeer(
             encoder=encoder,
             in_channels=in_channels,
             dropout=dropout,

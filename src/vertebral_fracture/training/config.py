@@ -43,7 +43,7 @@ class LrSchedulerParams(_Strict):
 class TrainingParams(_Strict):
     """Everything that defines one training run; stored verbatim in every checkpoint."""
 
-    architecture: Literal["multitask", "baseline"] = "multitask"
+    architecture: Literal["multitask", "baseline", "smp_unet"] = "multitask"
     encoder: Literal["resnet18", "efficientnet_b0"] = "resnet18"
     in_channels: int = Field(
         1, ge=1, le=15, description="1, or odd: 2.5D context (3 = slice and its two neighbours)"

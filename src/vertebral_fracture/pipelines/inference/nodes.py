@@ -11,7 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from vertebral_fracture.inference import predict_volume
 from vertebral_fracture.preprocessing import to_native
 from vertebral_fracture.slicing import SliceStack
-from vertebral_fracture.training import load_model_from_checkpoint, resolve_device
+from vertebral_fracture.training import (
+    IncompatibleCheckpointError,
+    TrainingParams,
+    load_model_from_checkpoint,
+    resolve_device,
+)
 
 
 class InferenceParams(BaseModel):
@@ -27,14 +32,24 @@ def predict_view(
     slices: dict[str, Callable[[], SliceStack]],
     model: dict,
     case_index: list[dict],
+    training: TrainingParams,
     params: InferenceParams,
+    *,
+    view: str,
 ) -> dict[str, Callable[[], nib.Nifti1Image]]:
     """Per-case probability volumes of one view and model, on each input scan's own grid.
 
-    Saved lazily case by case (one volume in memory at a time) as float32 NIfTI with the
-    input scan's affine, so it overlays the scan in 3D Slicer or ITK-SNAP.
+    The checkpoint must come from this view and match the configured architecture
+    (``training``); saved lazily case by case (one volume in memory at a time) as float32
+    NIfTI with the input scan's affine, so it overlays the scan in 3D Slicer or ITK-SNAP.
     """
-    network = load_model_from_checkpoint(model)
+    if model.get("view", view) != view:
+        raise IncompatibleCheckpointError(
+            f"the {view} model checkpoint was trained on the {model['view']} view; "
+            f"retrain with `kedro run --pipeline training --namespaces {view}`."
+        )
+    expected = {k: v for k, v in training.architecture_dict().items() if k != "slice_size"}
+    network = load_model_from_checkpoint(model, expected=expected)
     in_channels = int(model["params"]["in_channels"])
     device = resolve_device(params.device)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from vertebral_fracture.pipelines.inference.nodes import predict_view
-from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
+from vertebral_fracture.pipelines.views import VARIANTS, VIEWS, bind
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -14,8 +14,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Pipeline(
                 [
                     Node(
-                        predict_view,
-                        inputs=["slices", "model", "case_index", "params:inference"],
+                        bind(predict_view, view=view),
+                        inputs=[
+                            "slices",
+                            "model",
+                            "case_index",
+                            "params:training",
+                            "params:inference",
+                        ],
                         outputs="probabilities",
                         name="predict_view",
                     )

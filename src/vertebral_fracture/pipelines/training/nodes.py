@@ -56,4 +56,5 @@ def train_view_model(
     )
     logger.info("%s %s: best epoch %d of %d", variant, view, result.best_epoch, len(result.history))
     title = f"{variant} model, {view} view"
-    return best.load(), result.history, training_curves_figure(result.history, title=title)
+    checkpoint = {**best.load(), "view": view}  # inference refuses a model of another view
+    return checkpoint, result.history, training_curves_figure(result.history, title=title)

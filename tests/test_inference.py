@@ -1,0 +1,100 @@
+"""Slice-wise inference and the inference node's checkpoint checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import make_image, reorient
+from vertebral_fracture.inference import predict_slices
+from vertebral_fracture.models import build_model
+from vertebral_fracture.pipelines.inference.nodes import InferenceParams, predict_view
+from vertebral_fracture.preprocessing import canonical_grid
+from vertebral_fracture.slicing import extract_slices
+from vertebral_fracture.training import IncompatibleCheckpointError, TrainingParams
+
+
+def _checkpoint(architecture: str, view: str = "axial", in_channels: int = 1) -> dict:
+    torch.manual_seed(0)
+    params = TrainingParams(architecture=architecture, in_channels=in_channels, slice_size=32)
+    model = build_model(architecture, in_channels=in_channels)
+    return {
+        "params": params.model_dump(mode="json"),
+        "model_state_dict": model.state_dict(),
+        "view": view,
+    }
+
+
+def _native_case(axcodes: str = "LPS"):
+    ct = reorient(
+        make_image(np.zeros((30, 26, 20), np.int16), np.diag([0.9, 1.1, 1.7, 1])), axcodes
+    )
+    affine, shape = canonical_grid(ct.affine, ct.shape, (1.5, 1.5, 1.5))
+    volume = np.random.default_rng(0).random(shape).astype(np.float32)
+    stack = extract_slices("c1", volume, None, "axial", 32, affine)
+    record = {
+        "case_id": "c1",
+        "split": "test",
+        "shape": list(ct.shape),
+        "affine": ct.affine.tolist(),
+    }
+    return ct, stack, record
+
+
+@pytest.mark.parametrize("architecture", ["multitask", "baseline"])
+def test_predict_slices_gives_probabilities_per_pixel(architecture):
+    _, stack, _ = _native_case()
+    model = build_model(architecture, in_channels=3)
+    maps = predict_slices(model, stack, in_channels=3, batch_size=5, progress=False)
+    assert maps.shape == stack.images.shape and maps.dtype == np.float32
+    assert 0.0 <= maps.min() and maps.max() <= 1.0
+    per_slice_spread = maps.reshape(len(maps), -1).std(axis=1)
+    if architecture == "baseline":  # the thesis method paints one probability over the slice
+        assert per_slice_spread.max() < 1e-6
+    else:
+        assert per_slice_spread.max() > 0
+
+
+def test_predict_view_writes_on_the_native_grid():
+    ct, stack, record = _native_case("PIR")
+    outputs = predict_view(
+        {"c1": lambda: stack},
+        _checkpoint("multitask"),
+        [record],
+        TrainingParams(architecture="multitask", slice_size=32),
+        InferenceParams(device="cpu"),
+        view="axial",
+    )
+    image = outputs["c1"]()
+    assert image.shape == ct.shape
+    np.testing.assert_allclose(image.affine, ct.affine)
+    assert image.get_data_dtype() == np.float32
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "training", "message"),
+    [
+        (
+            _checkpoint("multitask", view="coronal"),
+            TrainingParams(architecture="multitask"),
+            "coronal view",
+        ),
+        (
+            _checkpoint("baseline"),
+            TrainingParams(architecture="multitask"),
+            "architecture is 'baseline'",
+        ),
+        (
+            _checkpoint("multitask", in_channels=3),
+            TrainingParams(architecture="multitask"),
+            "in_channels is 3",
+        ),
+    ],
+)
+def test_incompatible_checkpoints_are_refused_with_the_reason(checkpoint, training, message):
+    _, stack, record = _native_case()
+    with pytest.raises(IncompatibleCheckpointError, match=message):
+        predict_view(
+            {"c1": lambda: stack}, checkpoint, [record], training, InferenceParams(), view="axial"
+        )
