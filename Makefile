@@ -28,11 +28,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/kedro run
 	@echo
-	@echo "Results:"
-	@echo "  phantom preview   data/08_reporting/phantom_preview.png"
-	@echo "  case index        data/02_intermediate/case_index.json"
-	@echo "  canonical volumes data/03_primary/canonical/"
-	@echo "  slices per view   data/05_model_input/slices/"
+	@cat data/08_reporting/comparison.md
+	@echo
+	@echo "Report (open in a browser, works offline): $(CURDIR)/data/08_reporting/report.html"
+	@echo "Probability volumes (open over the scan in 3D Slicer / ITK-SNAP): data/07_model_output/"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

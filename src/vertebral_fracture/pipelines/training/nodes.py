@@ -24,6 +24,20 @@ def load_split(
     return [crop_to_bone(slices[case_id](), size) for case_id in cases]
 
 
+def output_folder(path: str) -> Path:
+    """A folder to write into: relative paths must stay inside the project's ``data/``.
+
+    An absolute path is the user's explicit choice of output folder and is used as given.
+    """
+    folder = Path(path)
+    if not folder.is_absolute() and not folder.resolve().is_relative_to(Path("data").resolve()):
+        raise ValueError(
+            f"checkpoint_dir '{path}' points outside the project's data/ folder; "
+            "give an absolute path to write elsewhere on purpose."
+        )
+    return folder
+
+
 def train_view_model(
     slices: dict[str, Callable[[], SliceStack]],
     case_index: list[dict],
@@ -44,7 +58,7 @@ def train_view_model(
             f"{view}.{variant}.training.architecture is '{params.architecture}', but the "
             f"'{variant}' namespace trains the '{variant}' model."
         )
-    folder = Path(checkpoint_dir) / variant
+    folder = output_folder(checkpoint_dir) / variant
     best = TorchCheckpointDataset(filepath=str(folder / f"{view}_best.pt"))
     last = TorchCheckpointDataset(filepath=str(folder / f"{view}_last.pt"))
     result = train(

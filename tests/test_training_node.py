@@ -1,0 +1,33 @@
+"""The training node guards what it writes and what it trains."""
+
+from __future__ import annotations
+
+import pytest
+
+from vertebral_fracture.pipelines.training.nodes import output_folder, train_view_model
+from vertebral_fracture.training import TrainingParams
+
+
+@pytest.mark.parametrize("path", ["../outside", "data/../../escape", "conf"])
+def test_relative_output_paths_must_stay_in_data(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="outside the project's data/ folder"):
+        output_folder(path)
+
+
+def test_inside_data_and_explicit_absolute_paths_are_accepted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert output_folder("data/06_models").as_posix() == "data/06_models"
+    assert output_folder(str(tmp_path / "elsewhere")) == tmp_path / "elsewhere"
+
+
+def test_variant_and_architecture_must_agree():
+    with pytest.raises(ValueError, match="axial.baseline.training.architecture is 'multitask'"):
+        train_view_model(
+            {},
+            [],
+            TrainingParams(architecture="multitask"),
+            "data/06_models",
+            view="axial",
+            variant="baseline",
+        )
