@@ -23,6 +23,10 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -35,6 +39,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# Not part of `make test` or CI: ~45 min on 2 CPU cores; writes benchmarks/results.json and
+# docs/benchmarks.md, every figure from this one seeded run.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/run_benchmark.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests

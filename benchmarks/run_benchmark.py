@@ -14,7 +14,7 @@ Stages (each logged with its wall time):
 4. ``benchmarks/results.json`` and ``docs/benchmarks.md`` (generated from it).
 
     python benchmarks/run_benchmark.py            # the full run (~45 min on 2 CPU cores)
-    python benchmarks/run_benchmark.py --smoke    # tiny sizes in a temp copy (~2-3 min)
+    python benchmarks/run_benchmark.py --smoke    # tiny sizes in a temp copy (a few minutes)
     python benchmarks/run_benchmark.py --report-only benchmarks/results.json  # docs only
 """
 
@@ -394,15 +394,18 @@ def _measure_train_speed(spec: dict) -> dict:
     rss_before = _rss_mb()
     batches = iter(loader)
     train_step(model, next(batches), loss_fn, optimizer, device=device, scaler=scaler, amp=amp)
-    _sync(device)
-    start = time.perf_counter()
+    step_s = []  # median step time: robust to stalls on a shared machine
     for batch in batches:
+        _sync(device)
+        start = time.perf_counter()
         train_step(model, batch, loss_fn, optimizer, device=device, scaler=scaler, amp=amp)
-    _sync(device)
-    seconds = time.perf_counter() - start
+        _sync(device)
+        step_s.append(time.perf_counter() - start)
+    seconds = float(np.median(step_s))
     return {
-        "train_slices_per_s": round(steps * p.batch_size / seconds, 3),
-        "train_s_per_step": round(seconds / steps, 4),
+        "train_slices_per_s": round(p.batch_size / seconds, 3),
+        "train_s_per_step": round(seconds, 4),
+        "steps": steps,
         "batch_size": p.batch_size,
         "slice_size": p.slice_size,
         **_memory(device, rss_before),

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import pickle
 import zipfile
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from kedro.io import AbstractDataset
 from kedro.io.core import DatasetError
 
 from vertebral_fracture.datasets._atomic import atomic_path
+from vertebral_fracture.datasets._base import LocalFileDataset
 
 
-class TorchCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+class TorchCheckpointDataset(LocalFileDataset):
     """Load/save a checkpoint ``dict`` with ``torch.save`` / ``torch.load(weights_only=True)``.
 
     Example catalog entry::
@@ -29,14 +28,6 @@ class TorchCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
           type: vertebral_fracture.datasets.checkpoint_dataset.TorchCheckpointDataset
           filepath: data/06_models/sagittal/last.pt
     """
-
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = PurePosixPath(filepath)
-        self.metadata = metadata
-
-    @property
-    def filepath(self) -> Path:
-        return Path(self._filepath)
 
     def load(self) -> dict[str, Any]:
         path = self.filepath
@@ -68,9 +59,3 @@ class TorchCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             )
         with atomic_path(self.filepath) as tmp:
             torch.save(data, tmp)
-
-    def _exists(self) -> bool:
-        return self.filepath.is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}

@@ -12,17 +12,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from kedro.io.core import AbstractDataset, DatasetError
+from kedro.io.core import DatasetError
 from matplotlib.figure import Figure
 
 from vertebral_fracture.datasets._atomic import atomic_path
+from vertebral_fracture.datasets._base import LocalFileDataset
 
 
-class _FileDataset(AbstractDataset):
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = Path(filepath)
-        self.metadata = metadata
-
+class _FileDataset(LocalFileDataset):
     def _read(self) -> bytes:
         try:
             return self._filepath.read_bytes()
@@ -32,12 +29,6 @@ class _FileDataset(AbstractDataset):
     def _write(self, data: bytes, path: Path | None = None) -> None:
         with atomic_path(path or self._filepath, suffix=(path or self._filepath).suffix) as tmp:
             tmp.write_bytes(data)
-
-    def _exists(self) -> bool:
-        return self._filepath.exists()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
 
 
 class TextDataset(_FileDataset):

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from kedro.io.core import AbstractDataset, DatasetError, get_filepath_str, get_protocol_and_path
+from kedro.io.core import DatasetError
 
 from vertebral_fracture.datasets._atomic import atomic_path
+from vertebral_fracture.datasets._base import LocalFileDataset
 
 
-class NiftiDataset(AbstractDataset[nib.Nifti1Image, nib.Nifti1Image]):
+class NiftiDataset(LocalFileDataset):
     """Loads and saves one ``.nii`` / ``.nii.gz`` volume as a ``nibabel.Nifti1Image``.
 
     ``load`` reads the voxels into memory (no file handle stays open, so the file may be
@@ -29,17 +29,6 @@ class NiftiDataset(AbstractDataset[nib.Nifti1Image, nib.Nifti1Image]):
           filepath: data/01_raw/case01_ct.nii.gz
     """
 
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        protocol, path = get_protocol_and_path(filepath)
-        if protocol != "file":
-            raise DatasetError(f"NiftiDataset reads local files only, got '{filepath}'.")
-        self._filepath = PurePosixPath(path)
-        self.metadata = metadata
-
-    @property
-    def filepath(self) -> Path:
-        return Path(get_filepath_str(self._filepath, "file"))
-
     def load(self) -> nib.Nifti1Image:
         return load_nifti(self.filepath)
 
@@ -52,12 +41,6 @@ class NiftiDataset(AbstractDataset[nib.Nifti1Image, nib.Nifti1Image]):
         suffix = ".nii.gz" if self.filepath.name.endswith(".nii.gz") else ".nii"
         with atomic_path(self.filepath, suffix=suffix) as tmp:
             nib.save(data, tmp)
-
-    def _exists(self) -> bool:
-        return self.filepath.is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
 
 
 def load_nifti(path: Path) -> nib.Nifti1Image:

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
-from kedro.io.core import AbstractDataset, DatasetError, get_filepath_str, get_protocol_and_path
+from kedro.io.core import DatasetError
 
 from vertebral_fracture.datasets._atomic import atomic_path
+from vertebral_fracture.datasets._base import LocalFileDataset
 from vertebral_fracture.slicing import SliceStack
 
 
-class SliceStackDataset(AbstractDataset[SliceStack, SliceStack]):
+class SliceStackDataset(LocalFileDataset):
     """Saves a ``SliceStack`` as a compressed ``.npz``; loads it with ``allow_pickle=False``.
 
     Used per case under a ``PartitionedDataset`` so one view of many cases streams from disk
     (catalog factory ``"{view}.slices"``).
     """
-
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        protocol, path = get_protocol_and_path(filepath)
-        if protocol != "file":
-            raise DatasetError(f"SliceStackDataset reads local files only, got '{filepath}'.")
-        self._filepath = PurePosixPath(path)
-        self.metadata = metadata
-
-    @property
-    def filepath(self) -> Path:
-        return Path(get_filepath_str(self._filepath, "file"))
 
     def load(self) -> SliceStack:
         try:
@@ -45,9 +33,3 @@ class SliceStackDataset(AbstractDataset[SliceStack, SliceStack]):
         with atomic_path(self.filepath, suffix=".npz") as tmp:
             with open(tmp, "wb") as handle:  # a file object stops numpy appending another .npz
                 np.savez_compressed(handle, **data.to_arrays())
-
-    def _exists(self) -> bool:
-        return self.filepath.is_file()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}

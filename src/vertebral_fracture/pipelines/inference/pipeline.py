@@ -5,33 +5,17 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from vertebral_fracture.pipelines.inference.nodes import predict_view
-from vertebral_fracture.pipelines.views import VARIANTS, VIEWS, bind
+from vertebral_fracture.pipelines.views import bind, per_view_and_variant
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return sum(
-        (
-            Pipeline(
-                [
-                    Node(
-                        bind(predict_view, view=view),
-                        inputs=[
-                            "slices",
-                            "model",
-                            "case_index",
-                            "params:training",
-                            "params:inference",
-                        ],
-                        outputs="probabilities",
-                        name="predict_view",
-                    )
-                ],
-                namespace=f"{view}.{variant}",
-                inputs={"slices": f"{view}.slices", "case_index": "case_index"},
-                parameters={"params:inference"},
-            )
-            for view in VIEWS
-            for variant in VARIANTS
+    return per_view_and_variant(
+        lambda view, variant: Node(
+            bind(predict_view, view=view),
+            inputs=["slices", "model", "case_index", "params:training", "params:inference"],
+            outputs="probabilities",
+            name="predict_view",
         ),
-        Pipeline([]),
+        shared_inputs={"case_index"},
+        parameters={"params:inference"},
     )

@@ -199,7 +199,7 @@ def draw_cases(
             predictions,
             thresholds,
             spacing,
-            title=f"{case_id}: maximum intensity projections",
+            title=case_id,
         )
         figures[f"{case_id}_slices"] = slice_overlay_figure(
             hu,
@@ -208,7 +208,7 @@ def draw_cases(
             thresholds,
             spacing,
             _focus(gt, predictions.get(params.proposed)),
-            title=f"{case_id}: slices through the largest fracture (or the strongest prediction)",
+            title=f"{case_id}: through the largest fracture (or the strongest prediction)",
         )
         if params.proposed in predictions:
             views[case_id] = isosurface_html(
