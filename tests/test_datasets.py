@@ -6,11 +6,19 @@ import gzip
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from kedro.io.core import DatasetError
 
 from tests.conftest import make_image, reorient
-from vertebral_fracture.datasets import NiftiDataset, SliceStackDataset
+from vertebral_fracture.datasets import (
+    CsvDataset,
+    FigureDataset,
+    JsonDataset,
+    NiftiDataset,
+    SliceStackDataset,
+    TextDataset,
+)
 from vertebral_fracture.slicing import extract_slices
 
 
@@ -97,3 +105,25 @@ def test_saved_files_get_normal_permissions(tmp_path, spine_like_ct):
     path = tmp_path / "a_ct.nii.gz"
     NiftiDataset(filepath=str(path)).save(spine_like_ct[0])
     assert path.stat().st_mode & 0o044 == 0o044  # group and others may read, as with open()
+
+
+def test_report_file_datasets_round_trip(tmp_path):
+    from matplotlib.figure import Figure
+
+    table = pd.DataFrame({"case": ["a<b>", "c"], "pr_auc": [0.5, float("nan")]})
+    CsvDataset(filepath=str(tmp_path / "t.csv")).save(table)
+    pd.testing.assert_frame_equal(CsvDataset(filepath=str(tmp_path / "t.csv")).load(), table)
+
+    JsonDataset(filepath=str(tmp_path / "m.json")).save({"ap": float("nan"), "n": np.int64(3)})
+    assert (tmp_path / "m.json").read_text().replace(" ", "").replace(
+        "\n", ""
+    ) == '{"ap":null,"n":3}'
+
+    TextDataset(filepath=str(tmp_path / "r.html")).save("<p>é</p>")
+    assert TextDataset(filepath=str(tmp_path / "r.html")).load() == "<p>é</p>"
+
+    figures = FigureDataset(filepath=str(tmp_path / "plots"))
+    figures.save({"one": Figure(), "two": Figure()})
+    figures.save({"one": Figure()})  # a smaller set leaves no stale picture
+    assert set(figures.load()) == {"one"} and figures.load()["one"].startswith(b"\x89PNG")
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left

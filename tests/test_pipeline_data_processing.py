@@ -64,3 +64,16 @@ def test_real_scan_goes_through_as_inference_only_case(tmp_path):
     assert stack.masks is None
     # 122 x 101 x 112 voxels at 3 mm span 363 x 300 x 333 mm: at 2 mm the whole view is kept
     assert stack.volume_shape == (182, 151, 167)
+
+
+def test_rerun_gives_the_same_outputs(processed):
+    first_index = (processed / "data/02_intermediate/case_index.json").read_text()
+    first = SliceStackDataset(
+        filepath=str(next((processed / "data/05_model_input/slices/axial").glob("*.npz")))
+    )
+    before = first.load()
+    run_pipeline(processed, "data_processing")
+    assert (processed / "data/02_intermediate/case_index.json").read_text() == first_index
+    after = first.load()
+    np.testing.assert_array_equal(after.images, before.images)
+    np.testing.assert_array_equal(after.masks, before.masks)

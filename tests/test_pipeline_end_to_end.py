@@ -113,9 +113,10 @@ def test_report_is_self_contained(project):
     assert (project / "data/08_reporting/comparison.md").read_text().count("|") > 20
 
 
-def test_training_one_namespace_trains_that_view_only(project):
+def test_training_one_namespace_retrains_that_view_only_and_identically(project):
     models = project / "data/06_models"
     before = {p: p.stat().st_mtime_ns for p in models.rglob("*.pt")}
+    weights = torch.load(models / "multitask/axial_best.pt", weights_only=True)["model_state_dict"]
     run_pipeline(project, "training", namespaces=["axial"])
     changed = {
         p.relative_to(models).as_posix()
@@ -125,6 +126,9 @@ def test_training_one_namespace_trains_that_view_only(project):
     assert changed == {
         f"{variant}/axial_{kind}.pt" for variant in VARIANTS for kind in ("best", "last")
     }
+    # same inputs, same seed, on CPU: the same weights again
+    again = torch.load(models / "multitask/axial_best.pt", weights_only=True)["model_state_dict"]
+    assert all(torch.equal(again[name], tensor) for name, tensor in weights.items())
 
 
 def test_notebook_loads_catalog_entries(project):

@@ -258,7 +258,7 @@ def test_incompatible_checkpoint_names_the_parameter() -> None:
         params=params,
         history=[],
         best_epoch=1,
-        best_val_loss=1.0,
+        best_score=1.0,
         epochs_without_improvement=0,
         stopped_early=False,
     )
@@ -381,3 +381,15 @@ def test_resume_matches_uninterrupted_run(split, uninterrupted, tmp_path: Path) 
             *split, tiny_params(resume=True, encoder="efficientnet_b0"), last_checkpoint=last,
             progress=False,
         )  # fmt: skip
+
+
+def test_best_epoch_is_judged_by_a_task_metric_not_the_loss():
+    from vertebral_fracture.training.loop import _monitored_score
+
+    assert tiny_params(architecture="multitask").resolved_monitor() == "val_dice"
+    assert tiny_params(architecture="baseline").resolved_monitor() == "val_class_pr_auc"
+    assert tiny_params(monitor="val_loss").resolved_monitor() == "val_loss"
+    val = {"loss": 0.4, "dice": 0.2, "class_pr_auc": float("nan")}
+    assert _monitored_score(val, "val_dice") == 0.2
+    assert _monitored_score(val, "val_loss") == -0.4  # lower loss scores higher
+    assert _monitored_score(val, "val_class_pr_auc") == -math.inf  # no positives: never better

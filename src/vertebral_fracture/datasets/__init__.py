@@ -1,11 +1,17 @@
 """Kedro datasets of the project: NIfTI volumes, slice stacks, checkpoints."""
 
 from vertebral_fracture.datasets.checkpoint_dataset import TorchCheckpointDataset
-from vertebral_fracture.datasets.file_datasets import FigureDataset, JsonDataset, TextDataset
+from vertebral_fracture.datasets.file_datasets import (
+    CsvDataset,
+    FigureDataset,
+    JsonDataset,
+    TextDataset,
+)
 from vertebral_fracture.datasets.nifti_dataset import NiftiDataset
 from vertebral_fracture.datasets.slice_stack_dataset import SliceStackDataset
 
 __all__ = [
+    "CsvDataset",
     "FigureDataset",
     "JsonDataset",
     "NiftiDataset",

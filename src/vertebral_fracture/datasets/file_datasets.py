@@ -1,6 +1,6 @@
-"""Small file datasets that write atomically: figures (PNG), text (HTML, Markdown), JSON.
+"""Small file datasets that write atomically: figures (PNG), text (HTML, Markdown), JSON, CSV.
 
-Kedro's own text/JSON/matplotlib datasets write in place; these write a temporary file and
+Kedro's own text/JSON/CSV/matplotlib datasets write in place; these write a temporary file and
 rename it, so a killed run never leaves a half-written report behind.
 """
 
@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from kedro.io.core import DatasetError
 from matplotlib.figure import Figure
 
@@ -52,6 +53,16 @@ class JsonDataset(_FileDataset):
 
     def save(self, data: Any) -> None:
         self._write(json.dumps(_finite_or_null(data), indent=1).encode("utf-8"))
+
+
+class CsvDataset(_FileDataset):
+    """A pandas DataFrame as CSV (no index column)."""
+
+    def load(self) -> pd.DataFrame:
+        return pd.read_csv(io.BytesIO(self._read()))
+
+    def save(self, data: pd.DataFrame) -> None:
+        self._write(data.to_csv(index=False).encode("utf-8"))
 
 
 class FigureDataset(_FileDataset):

@@ -72,8 +72,15 @@ class TrainingParams(_Strict):
 
     augmentation: AugmentationParams = Field(default_factory=AugmentationParams)
     lr_scheduler: LrSchedulerParams = Field(default_factory=LrSchedulerParams)
+    monitor: Literal["auto", "val_loss", "val_dice", "val_class_pr_auc"] = Field(
+        "auto",
+        description=(
+            "validation figure that picks the best checkpoint and drives early stopping; auto = "
+            "val_dice for models with a segmentation head, val_class_pr_auc for the classifier"
+        ),
+    )
     early_stopping_patience: int | None = Field(
-        5, ge=1, description="epochs without val-loss improvement before stopping; None = off"
+        5, ge=1, description="epochs without improvement of `monitor` before stopping; None = off"
     )
 
     seed: int = Field(42, ge=0)
@@ -100,6 +107,12 @@ class TrainingParams(_Strict):
         if value % 32 != 0:
             raise ValueError(f"slice_size must be a multiple of 32, got {value}")
         return value
+
+    def resolved_monitor(self) -> str:
+        """``monitor`` with ``auto`` resolved for this architecture."""
+        if self.monitor != "auto":
+            return self.monitor
+        return "val_class_pr_auc" if self.architecture == "baseline" else "val_dice"
 
     def resolved_num_threads(self) -> int:
         """``num_threads``, or ``min(4, os.cpu_count())`` when unset."""

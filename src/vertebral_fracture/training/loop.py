@@ -77,7 +77,7 @@ class TrainingResult:
     """Outcome of :func:`train`.
 
     Attributes:
-        model: the network with the BEST epoch's weights (lowest validation loss), on CPU, in
+        model: the network with the BEST epoch's weights (best ``params.monitor``), on CPU, in
             eval mode.
         history: one row per epoch, columns ``HISTORY_COLUMNS``.
         best_epoch: epoch (1-based) of the best validation loss.
@@ -257,7 +257,7 @@ def make_checkpoint(
     params: TrainingParams,
     history: list[dict[str, Any]],
     best_epoch: int,
-    best_val_loss: float,
+    best_score: float,
     epochs_without_improvement: int,
     stopped_early: bool,
     numpy_state: dict[str, Any] | None = None,
@@ -277,7 +277,8 @@ def make_checkpoint(
         "metrics": {
             "history": {col: [row[col] for row in history] for col in HISTORY_COLUMNS},
             "best_epoch": int(best_epoch),
-            "best_val_loss": float(best_val_loss),
+            "monitor": params.resolved_monitor(),
+            "best_score": float(best_score),
             "epochs_without_improvement": int(epochs_without_improvement),
             "stopped_early": bool(stopped_early),
         },
@@ -372,6 +373,15 @@ def _runtime_settings(device: torch.device, num_threads: int) -> Iterator[None]:
         torch.backends.cudnn.benchmark = prev_benchmark
 
 
+def _monitored_score(val: Mapping[str, float], monitor: str) -> float:
+    """Higher is better; a NaN figure (no positives in validation) never counts as better."""
+    key = {"val_loss": "loss", "val_dice": "dice", "val_class_pr_auc": "class_pr_auc"}[monitor]
+    value = float(val[key])
+    if math.isnan(value):
+        return -math.inf
+    return -value if monitor == "val_loss" else value
+
+
 def _seed_epoch(seed: int, epoch: int) -> None:
     torch_seed = int(epoch_rng(seed, epoch, stream=0).integers(0, 2**62))
     torch.manual_seed(torch_seed)  # also seeds every CUDA device
@@ -415,7 +425,7 @@ def train(
         params: :class:`TrainingParams` (or a dict validated into one).
         last_checkpoint: store written after every epoch; resumed from when ``params.resume``
             and it exists.
-        best_checkpoint: store written whenever the validation loss improves.
+        best_checkpoint: store written whenever the monitored validation figure improves.
         on_epoch_end: called with the history so far after each epoch (and its checkpoints).
         progress: show a tqdm bar per epoch with the running training loss.
 
@@ -485,7 +495,8 @@ def train(
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
         history: list[dict[str, Any]] = []
-        best_epoch, best_val_loss, bad_epochs, stopped_early = 0, math.inf, 0, False
+        monitor = params.resolved_monitor()
+        best_epoch, best_score, bad_epochs, stopped_early = 0, -math.inf, 0, False
         best_state: dict[str, torch.Tensor] | None = None
         start_epoch, resumed_from = 1, None
 
@@ -511,7 +522,7 @@ def train(
                 {col: cols[col][i] for col in HISTORY_COLUMNS} for i in range(len(cols["epoch"]))
             ]
             best_epoch = int(metrics["best_epoch"])
-            best_val_loss = float(metrics["best_val_loss"])
+            best_score = float(metrics["best_score"])
             bad_epochs = int(metrics["epochs_without_improvement"])
             stopped_early = bool(metrics["stopped_early"])
             resumed_from = int(ckpt["epoch"])
@@ -566,9 +577,12 @@ def train(
             val = evaluate(model, val_loader, loss_fn, device=device, amp=amp)
             scheduler.step(val["loss"])
 
-            improved = best_epoch == 0 or val["loss"] < best_val_loss
+            # The validation loss is a poor judge of the best epoch: the sampler's positive share
+            # differs from the validation prevalence, so BCE rises as recall improves.
+            score = _monitored_score(val, monitor)
+            improved = best_epoch == 0 or score > best_score
             if improved:
-                best_epoch, best_val_loss, bad_epochs = epoch, float(val["loss"]), 0
+                best_epoch, best_score, bad_epochs = epoch, score, 0
             else:
                 bad_epochs += 1
             patience = params.early_stopping_patience
@@ -595,7 +609,7 @@ def train(
                 params=params,
                 history=history,
                 best_epoch=best_epoch,
-                best_val_loss=best_val_loss,
+                best_score=best_score,
                 epochs_without_improvement=bad_epochs,
                 stopped_early=stopped_early,
                 numpy_state=epoch_rng(params.seed, epoch + 1, stream=1).bit_generator.state,
