@@ -743,6 +743,9 @@ def markdown(results: dict) -> str:
         "",
         "## Targets",
         "",
+        "Why a target is missed, and what was tried, is written up by hand in "
+        "[benchmark_analysis.md](benchmark_analysis.md).",
+        "",
         "| target | measured | bound | holds | missed by |",
         "|---|---|---|---|---|",
     ]

@@ -117,8 +117,8 @@ def test_mip_figure_layout_and_projections(case, mip_fig):
                 np.testing.assert_allclose(np.ma.getdata(overlay)[shown], prob_mip[shown])
     titles = [_panel(mip_fig, f"sagittal|{c}").get_title() for c in columns]
     assert titles[0] == "Ground truth"
-    assert titles[1].startswith("baseline_mean") and "0.30" in titles[1]
-    assert titles[2].startswith("multitask_product") and "0.50" in titles[2]
+    assert titles[1].startswith("baseline_mean") and "p ≥ 0.3)" in titles[1]
+    assert titles[2].startswith("multitask_product") and "p ≥ 0.5)" in titles[2]
 
 
 def test_mip_figure_anatomical_orientation(mip_fig):

@@ -14,7 +14,7 @@ from vertebral_fracture.pipelines.inference.nodes import InferenceParams, predic
 from vertebral_fracture.slicing import extract_slices
 from vertebral_fracture.training import TrainingParams
 
-SHAPE = (24, 24, 24)
+SHAPE = (24, 24, 48)  # per-case volumes large enough to dwarf bookkeeping
 DEMO_CASES = 16
 
 
@@ -64,7 +64,7 @@ def test_inference_memory_does_not_grow_with_case_count():
 def _fusion_outputs(n_cases: int) -> dict:
     def view() -> dict:
         return {
-            f"c{i}": (lambda: nib.Nifti1Image(np.full(SHAPE, 0.5, np.float32), np.eye(4)))
+            f"c{i}": (lambda: nib.Nifti1Image(np.full((64, 64, 64), 0.5, np.float32), np.eye(4)))
             for i in range(n_cases)
         }
 

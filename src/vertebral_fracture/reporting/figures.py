@@ -363,7 +363,7 @@ def mip_comparison_figure(
                 label = (
                     col
                     if col == "Ground truth"
-                    else f"{_plain(col)}\n(p ≥ {float(thresholds[col]):.2f})"
+                    else f"{_plain(col)}\n(p ≥ {float(thresholds[col]):.2g})"
                 )
                 ax.set_title(label, fontsize=8)
             if c == 0:
