@@ -212,6 +212,20 @@ def _scale_bar(ax, view: View, extent: Sequence[float], length_mm: float | None 
     )
 
 
+def _show_ct(ax, image: np.ndarray, window: tuple[float, float], extent) -> None:
+    """The CT (a slice or a MIP) in a gray window; tests find it by ``gid="ct"``."""
+    ax.imshow(
+        image,
+        cmap="gray",
+        vmin=window[0],
+        vmax=window[1],
+        origin="lower",
+        extent=extent,
+        interpolation="nearest",
+        gid="ct",
+    )
+
+
 def _overlay_prob(ax, prob2d: np.ndarray, extent, min_value: float, alpha: float = 0.85):
     shown = np.ma.masked_less(np.asarray(prob2d, dtype=float), min_value)
     return ax.imshow(
@@ -327,16 +341,7 @@ def mip_comparison_figure(
         for c, col in enumerate(columns):
             ax = axes[r, c]
             ax.set_label(f"{view.name}|{col}")
-            ax.imshow(
-                ct_mip,
-                cmap="gray",
-                vmin=window[0],
-                vmax=window[1],
-                origin="lower",
-                extent=extent,
-                interpolation="nearest",
-                gid="ct",
-            )
+            _show_ct(ax, ct_mip, window, extent)
             if col == "Ground truth":
                 ax.imshow(
                     np.ma.masked_equal(gt_mip.astype(np.uint8), 0),
@@ -416,16 +421,7 @@ def slice_overlay_figure(
         for c, col in enumerate(columns):
             ax = axes[r, c]
             ax.set_label(f"{view.name}|{col}")
-            ax.imshow(
-                ct_sl,
-                cmap="gray",
-                vmin=window[0],
-                vmax=window[1],
-                origin="lower",
-                extent=extent,
-                interpolation="nearest",
-                gid="ct",
-            )
+            _show_ct(ax, ct_sl, window, extent)
             if col in preds:
                 thr = float(thresholds[col])
                 prob_sl = orthogonal_slice(preds[col], view.axis, idx).astype(float)
