@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import nibabel as nib
@@ -203,9 +203,3 @@ def split_cases(
             start += count
     return assignment
 
-
-def load_partition(
-    partitions: Mapping[str, Callable[[], nib.Nifti1Image]], pid: str
-) -> nib.Nifti1Image:
-    """Load one lazily listed partition."""
-    return partitions[pid]()
