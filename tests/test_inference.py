@@ -98,3 +98,21 @@ def test_incompatible_checkpoints_are_refused_with_the_reason(checkpoint, traini
         predict_view(
             {"c1": lambda: stack}, checkpoint, [record], training, InferenceParams(), view="axial"
         )
+
+
+def test_attention_maps_show_where_the_gated_model_looks():
+    from vertebral_fracture.inference import attention_maps
+
+    _, stack, _ = _native_case()
+    model = build_model("multitask", in_channels=3)
+    image, alphas = attention_maps(model, stack, 4, in_channels=3)
+    np.testing.assert_array_equal(image, stack.images[4].astype(np.float32))
+    assert len(alphas) == 4  # one gate per skip junction
+    h, w = stack.images.shape[1:]
+    assert [a.shape for a in alphas] == [
+        (h // 16, w // 16),
+        (h // 8, w // 8),
+        (h // 4, w // 4),
+        (h // 2, w // 2),
+    ]
+    assert all(0.0 <= a.min() and a.max() <= 1.0 for a in alphas)

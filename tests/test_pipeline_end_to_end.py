@@ -110,6 +110,8 @@ def test_report_is_self_contained(project):
     report = (project / "data/08_reporting/report.html").read_text()
     assert 'src="http' not in report and 'href="http' not in report
     assert report.count("data:image/png;base64,") >= 4
+    attention = sorted((project / "data/08_reporting/attention").glob("*_attention.png"))
+    assert attention and all(p.stem.removesuffix("_attention") in report for p in attention)
     assert (project / "data/08_reporting/comparison.md").read_text().count("|") > 20
 
 

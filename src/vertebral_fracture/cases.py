@@ -202,4 +202,3 @@ def split_cases(
                 assignment[case] = name
             start += count
     return assignment
-

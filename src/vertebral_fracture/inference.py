@@ -60,3 +60,24 @@ def predict_slices(
 def predict_volume(model: nn.Module, stack: SliceStack, **kwargs) -> np.ndarray:
     """(X, Y, Z) float32 probabilities on the stack's canonical grid (see ``predict_slices``)."""
     return assemble_volume(predict_slices(model, stack, **kwargs), stack)
+
+
+@torch.inference_mode()
+def attention_maps(
+    model: nn.Module, stack: SliceStack, index: int, *, in_channels: int = 1
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Where an attention-gated model looks on one slice.
+
+    Args:
+        model: a model that records ``attention_maps`` in its forward pass (the multi-task model).
+        stack: the slices; ``index`` selects one.
+        in_channels: channels the model takes (neighbouring slices as context).
+
+    Returns:
+        The (H, W) slice and its gates' coefficients, coarse to fine, each (h_i, w_i) in [0, 1].
+    """
+    model.eval()
+    channels = stack.images[neighbour_indices(index, len(stack.images), in_channels)]
+    model(torch.from_numpy(channels[None].astype(np.float32)))
+    alphas = [alpha[0, 0].float().cpu().numpy() for alpha in model.attention_maps]
+    return stack.images[index].astype(np.float32), alphas

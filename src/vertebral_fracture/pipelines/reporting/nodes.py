@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from vertebral_fracture.evaluation import FROC_RATES, score_methods
+from vertebral_fracture.inference import attention_maps
 from vertebral_fracture.reporting import (
+    attention_figure,
     froc_figure,
     isosurface_html,
     mip_comparison_figure,
@@ -21,6 +23,8 @@ from vertebral_fracture.reporting import (
     render_report,
     slice_overlay_figure,
 )
+from vertebral_fracture.slicing import SliceStack
+from vertebral_fracture.training import load_model_from_checkpoint
 
 LazyImages = dict[str, Callable[[], nib.Nifti1Image]]
 
@@ -172,12 +176,9 @@ def draw_cases(
     """
     by_case = _predictions_by_case(fused)
     shown = [params.baseline, params.proposed]
-    tests = [r for r in case_index if r["split"] == "test"]
-    # fractured cases first; scans without a mask are pictured too (predictions only)
-    tests.sort(key=lambda r: not r["fracture_voxels"])
     figures: dict[str, Figure] = {}
     views: dict[str, str] = {}
-    for record in tests[: params.picture_cases]:
+    for record in _pictured_cases(case_index, params.picture_cases):
         case_id = record["case_id"]
         ct = nib.as_closest_canonical(raw_scans[record["ct"]]())
         spacing = tuple(float(z) for z in ct.header.get_zooms()[:3])
@@ -224,6 +225,40 @@ def draw_cases(
     return figures, views
 
 
+def _pictured_cases(case_index: list[dict], count: int) -> list[dict]:
+    """Test cases to draw: fractured ones first; scans without a mask too (predictions only)."""
+    tests = [r for r in case_index if r["split"] == "test"]
+    return sorted(tests, key=lambda r: not r["fracture_voxels"])[:count]
+
+
+def draw_attention(
+    model: dict,
+    slices: dict[str, Callable[[], SliceStack]],
+    case_index: list[dict],
+    params: ReportingParams,
+) -> dict[str, Figure]:
+    """Attention-gate maps of the multi-task model on the slice with the most fracture pixels."""
+    network = load_model_from_checkpoint(model)
+    in_channels = int(model["params"]["in_channels"])
+    figures = {}
+    for record in _pictured_cases(case_index, params.picture_cases):
+        stack = slices[record["case_id"]]()
+        index = (
+            int(np.argmax(stack.masks.sum(axis=(1, 2))))
+            if stack.masks is not None
+            else len(stack.images) // 2
+        )
+        image, alphas = attention_maps(network, stack, index, in_channels=in_channels)
+        figures[f"{record['case_id']}_attention"] = attention_figure(
+            image,
+            alphas,  # same (rows, columns) indexing as the slice, at coarser resolution
+            spacing=tuple(float(s) for s in np.diag(stack.affine)[:2]),
+            names=[f"gate {i + 1} ({a.shape[0]}x{a.shape[1]})" for i, a in enumerate(alphas)],
+            title=f"{record['case_id']}: where the {stack.view} model looks (slice {index})",
+        )
+    return figures
+
+
 def _focus(gt: np.ndarray, prediction: np.ndarray | None) -> tuple[int, ...]:
     """Centre of the largest fracture, else of the strongest prediction, else the middle."""
     labels, n = ndimage.label(gt)
@@ -243,6 +278,7 @@ def render_html_report(
     comparison: str,
     plots: dict[str, bytes],
     case_figures: dict[str, bytes],
+    attention_figures: dict[str, bytes],
     case_views: dict[str, str],
     params: ReportingParams,
 ) -> str:
@@ -259,7 +295,7 @@ def render_html_report(
     return render_report(
         title="Vertebral fracture detection: proposed vs thesis baseline",
         summary_table=comparison,
-        figures={**plots, **case_figures},
+        figures={**plots, **case_figures, **attention_figures},
         case_tables=case_table,
         interactive_views=case_views,
         notes=notes,

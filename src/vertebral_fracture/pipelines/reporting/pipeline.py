@@ -5,6 +5,7 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from vertebral_fracture.pipelines.reporting.nodes import (
+    draw_attention,
     draw_cases,
     evaluate_methods,
     render_html_report,
@@ -29,6 +30,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="draw_cases",
             ),
             Node(
+                draw_attention,
+                inputs=["axial.multitask.model", "axial.slices", "case_index", "params:reporting"],
+                outputs="attention_figures",
+                name="draw_attention",
+            ),
+            Node(
                 render_html_report,
                 inputs=[
                     "metrics",
@@ -36,6 +43,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "comparison_table",
                     "evaluation_plots",
                     "case_figures",
+                    "attention_figures",
                     "case_views",
                     "params:reporting",
                 ],
