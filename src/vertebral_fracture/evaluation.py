@@ -17,7 +17,6 @@ from vertebral_fracture.metrics import (
     ScoreHistogram,
     average_precision,
     best_f1_operating_point,
-    bloat,
     detect_lesions,
     froc,
     froc_curve,
@@ -44,8 +43,9 @@ class MethodScores:
         case_hist = ScoreHistogram.from_arrays(prob, gt)
         self.histogram.merge(case_hist)
         self.lesions.append(detect_lesions(prob, gt, self.threshold))
-        self.predicted_voxels += int(np.count_nonzero(prob >= self.threshold))
-        self.gt_voxels += int(np.count_nonzero(gt))
+        predicted, actual = int(np.count_nonzero(prob >= self.threshold)), int(np.count_nonzero(gt))
+        self.predicted_voxels += predicted
+        self.gt_voxels += actual
         at_threshold = operating_point_at(case_hist, self.threshold)
         self.cases.append(
             {
@@ -53,7 +53,7 @@ class MethodScores:
                 "pr_auc": average_precision(case_hist),
                 "f1": at_threshold["f1"],
                 "dice": at_threshold["dice"],
-                "bloat": bloat(prob, gt, self.threshold),
+                "bloat": predicted / actual if actual else float("nan"),
                 "gt_lesions": self.lesions[-1].n_gt,
                 "detected_lesions": int(self.lesions[-1].detected.sum()),
             }

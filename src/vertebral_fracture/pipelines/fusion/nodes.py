@@ -81,15 +81,14 @@ def select_thresholds(
     This is the operating point a user deploying the model gets; test cases never choose it.
     Methods without validation fractures get threshold 0.5.
     """
-    val_masks = {r["case_id"]: r["mask"] for r in case_index if r["split"] == "val" and r["mask"]}
-    histograms: dict[str, ScoreHistogram] = {}
-    for partitions in fused:
-        for key, load in partitions.items():
-            method, case_id = key.split("/", 1)
-            histograms.setdefault(method, ScoreHistogram())
-            if case_id in val_masks:
-                gt = np.asanyarray(raw_scans[val_masks[case_id]]().dataobj) > 0
-                histograms[method].update(np.asanyarray(load().dataobj, dtype=np.float32), gt)
+    by_case = fused_by_case(fused)
+    histograms = {method: ScoreHistogram() for methods in by_case.values() for method in methods}
+    for record in case_index:
+        if record["split"] != "val" or not record["mask"] or record["case_id"] not in by_case:
+            continue
+        gt = np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0  # once for all methods
+        for method, load in by_case[record["case_id"]].items():
+            histograms[method].update(np.asanyarray(load().dataobj, dtype=np.float32), gt)
     thresholds = {}
     for method, histogram in sorted(histograms.items()):
         if histogram.n_positive == 0:
@@ -112,8 +111,18 @@ def label_maps(
         return nib.Nifti1Image(labels, image.affine)
 
     return {
-        key: functools.partial(label_map, load, thresholds[key.split("/", 1)[0]])
-        for partitions in fused
-        for key, load in partitions.items()
-        if key.split("/", 1)[1] in test_cases
+        f"{method}/{case_id}": functools.partial(label_map, load, thresholds[method])
+        for case_id, methods in fused_by_case(fused).items()
+        if case_id in test_cases
+        for method, load in methods.items()
     }
+
+
+def fused_by_case(fused: tuple[LazyImages, ...]) -> dict[str, LazyImages]:
+    """Fused partitions ``<method>/<case>`` of all variants as case -> method -> loader."""
+    by_case: dict[str, LazyImages] = {}
+    for partitions in fused:
+        for key, load in partitions.items():
+            method, case_id = key.split("/", 1)
+            by_case.setdefault(case_id, {})[method] = load
+    return by_case

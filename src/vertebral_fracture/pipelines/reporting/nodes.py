@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from vertebral_fracture.evaluation import FROC_RATES, score_methods
 from vertebral_fracture.inference import attention_maps
+from vertebral_fracture.pipelines.fusion.nodes import fused_by_case
 from vertebral_fracture.reporting import (
     attention_figure,
     froc_figure,
@@ -38,17 +39,6 @@ class ReportingParams(BaseModel):
     picture_cases: int = Field(3, ge=0)
 
 
-def _predictions_by_case(
-    fused: tuple[LazyImages, ...],
-) -> dict[str, dict[str, Callable[[], nib.Nifti1Image]]]:
-    by_case: dict[str, dict[str, Callable[[], nib.Nifti1Image]]] = {}
-    for partitions in fused:
-        for key, load in partitions.items():
-            method, case_id = key.split("/", 1)
-            by_case.setdefault(case_id, {})[method] = load
-    return by_case
-
-
 def _array(load: Callable[[], nib.Nifti1Image]) -> np.ndarray:
     return np.asanyarray(load().dataobj, dtype=np.float32)
 
@@ -62,7 +52,7 @@ def evaluate_methods(
     the precision-recall and FROC figures.
     """
     tests = [r for r in case_index if r["split"] == "test" and r["mask"]]
-    by_case = _predictions_by_case(fused)
+    by_case = fused_by_case(fused)
     cases = (
         (
             r["case_id"],
@@ -174,7 +164,7 @@ def draw_cases(
 
     Volumes are shown in the closest RAS orientation of each scan, with its voxel spacing.
     """
-    by_case = _predictions_by_case(fused)
+    by_case = fused_by_case(fused)
     shown = [params.baseline, params.proposed]
     figures: dict[str, Figure] = {}
     views: dict[str, str] = {}
