@@ -4,10 +4,13 @@ Stages (each logged with its wall time):
 
 1. ``kedro run --env bench``: phantoms, training of the multitask and baseline models (three
    views each), inference, fusion, reporting, all under ``data/bench/``.
-2. The peer (``smp.Unet`` resnet18, ``architecture="smp_unet"``) trained per view with the
-   multitask model's exact training parameters, inferred, product-fused, thresholded on the
-   validation cases and scored on the test cases (``smp_product``); a no-learning floor
-   (``intensity_floor``: windowed CT inside bone) scored the same way.
+2. Extra models (``benchmark.extra_models``): the peer (``smp.Unet`` resnet18,
+   ``smp_product``) and the model ablation without attention gates (``ungated_product``),
+   each trained per view with the multitask model's exact training parameters, inferred,
+   product-fused and thresholded on the validation cases; a no-learning floor
+   (``intensity_floor``: windowed CT inside bone) thresholded the same way. Every method is
+   then scored on the same test cases in one pass, with case-level paired bootstrap
+   intervals of PR-AUC and lesion detection per phantom fracture kind.
 3. Speed and memory, each measurement in its own subprocess so peaks do not mix: training
    slices/s and inference s/volume per model; PR-AUC on 1e8 voxels (ours vs scikit-learn);
    product fusion of three 256^3 volumes vs one copy.
@@ -43,12 +46,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = ("axial", "coronal", "sagittal")
 RESULT_MARK = "BENCH_RESULT "
-PEER = "smp_product"
+PEER_VARIANT = "smp"  # benchmark.extra_models key of the off-the-shelf peer
+PEER = f"{PEER_VARIANT}_product"
 FLOOR = "intensity_floor"
 PROPOSED, BASELINE = "multitask_product", "baseline_mean"
 ABLATIONS = ("multitask_product", "multitask_mean", "baseline_product", "baseline_mean")
 # method -> architecture whose speed it carries (fusion ablations and the floor carry none)
-SPEED_OF = {PROPOSED: "multitask", BASELINE: "baseline", PEER: "smp_unet"}
+SPEED_OF = {PROPOSED: "multitask", BASELINE: "baseline", PEER: PEER_VARIANT}
 SMOKE_TRAINING = {"slice_size": 32, "batch_size": 4, "max_epochs": 1, "steps_per_epoch": 2}
 SMOKE_OVERRIDES: dict[str, Any] = {
     "phantoms": {"n_cases": 10, "shape": [48, 48, 48], "spacing_mm": [1.0, 1.0, 1.0]},
@@ -59,7 +63,12 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "inference": {"batch_size": 8},
     "reporting": {"picture_cases": 1},
     **{v: {m: {"training": SMOKE_TRAINING} for m in ("multitask", "baseline")} for v in VIEWS},
-    "benchmark": {"speed_steps": 2, "metrics_voxels": 1_000_000, "fusion_shape": [64, 64, 64]},
+    "benchmark": {
+        "speed_steps": 2,
+        "metrics_voxels": 1_000_000,
+        "fusion_shape": [64, 64, 64],
+        "bootstrap_resamples": 50,
+    },
 }
 
 logger = logging.getLogger("benchmark")
@@ -164,44 +173,46 @@ def plain_params(context: Any) -> dict:
     return plain(dict(context.params))
 
 
-def peer_params(params: dict, view: str) -> dict:
-    """The peer's training parameters: the multitask model's, with the architecture swapped."""
-    training = dict(params[view]["multitask"]["training"])
-    training["architecture"] = params["benchmark"]["peer_architecture"]
-    return training
+def extra_training(params: dict, view: str, variant: str) -> dict:
+    """An extra model's training parameters: the multitask model's, with its overrides."""
+    overrides = params["benchmark"]["extra_models"][variant]
+    return {**params[view]["multitask"]["training"], **overrides}
 
 
-# ----------------------------------------------------------------------------- stage 2: peer
+# ----------------------------------------------------------------------------- stage 2: extras
 
 
-def train_peer(context: Any) -> dict[str, Any]:
-    """Train the peer per view on the same slices and schedule as the multitask model."""
+def train_extra_models(context: Any) -> dict[str, Any]:
+    """Train the peer and the model ablations per view on the multitask model's slices and
+    schedule, each into ``<checkpoint_dir>/<variant>/`` (catalog ``<view>.<variant>.model``)."""
     from vertebral_fracture.datasets import TorchCheckpointDataset
     from vertebral_fracture.pipelines.training.nodes import load_split
     from vertebral_fracture.training import TrainingParams, train
 
     catalog, params = context.catalog, plain_params(context)
     case_index = catalog.load("case_index")
-    folder = Path(params["checkpoint_dir"]) / params["benchmark"]["peer_architecture"]
-    summary = {}
+    summary: dict[str, Any] = {}
     for view in VIEWS:
-        training = TrainingParams.model_validate(peer_params(params, view))
         slices = catalog.load(f"{view}.slices")
-        size = training.slice_size
-        started = time.perf_counter()
-        result = train(
-            load_split(slices, case_index, "train", size),
-            load_split(slices, case_index, "val", size),
-            training,
-            last_checkpoint=TorchCheckpointDataset(filepath=str(folder / f"{view}_last.pt")),
-            best_checkpoint=TorchCheckpointDataset(filepath=str(folder / f"{view}_best.pt")),
-            progress=False,
-        )
-        summary[view] = {
-            "best_epoch": result.best_epoch,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        logger.info("peer %s: best epoch %d", view, result.best_epoch)
+        for variant in params["benchmark"]["extra_models"]:
+            training = TrainingParams.model_validate(extra_training(params, view, variant))
+            folder = Path(params["checkpoint_dir"]) / variant
+            size = training.slice_size
+            started = time.perf_counter()
+            result = train(
+                load_split(slices, case_index, "train", size),
+                load_split(slices, case_index, "val", size),
+                training,
+                last_checkpoint=TorchCheckpointDataset(filepath=str(folder / f"{view}_last.pt")),
+                best_checkpoint=TorchCheckpointDataset(filepath=str(folder / f"{view}_best.pt")),
+                progress=False,
+            )
+            summary.setdefault(variant, {})[view] = {
+                "best_epoch": result.best_epoch,
+                "seconds": round(time.perf_counter() - started, 2),
+                "val_dice": result.history["val_dice"].round(4).tolist(),
+            }
+            logger.info("%s %s: best epoch %d", variant, view, result.best_epoch)
     return summary
 
 
@@ -219,40 +230,54 @@ def _array(image: Any) -> np.ndarray:
     return np.asanyarray(image.dataobj, dtype=np.float32)
 
 
-def score_peer_and_floor(context: Any) -> dict[str, dict]:
-    """``smp_product`` and ``intensity_floor``: thresholds on val cases, metrics on test cases.
+def score_all_methods(context: Any) -> dict[str, Any]:
+    """Every method scored on the same test cases in one pass, with uncertainty and per kind.
 
-    Mirrors the pipelines: per-view probabilities back on each scan's native grid, product
-    fusion, threshold maximising pooled voxel F1 on validation, ``evaluation.score_methods``.
+    Kedro's fused methods use their stored validation thresholds; the extra models
+    (product fusion, as the pipelines do it: per-view probabilities on each scan's native
+    grid) and the intensity floor get theirs here, maximising pooled voxel F1 on the
+    validation cases. Returns the ``metrics.json``-style summaries, case-level paired
+    bootstrap intervals of PR-AUC, and lesion detection per fracture kind.
     """
-    from vertebral_fracture.evaluation import score_methods
+    from vertebral_fracture.evaluation import (
+        LesionThresholdSearch,
+        lesion_kinds,
+        score_methods,
+    )
     from vertebral_fracture.fusion import fuse
     from vertebral_fracture.inference import predict_volume
-    from vertebral_fracture.metrics import ScoreHistogram, best_f1_operating_point
+    from vertebral_fracture.metrics import (
+        ScoreHistogram,
+        best_f1_operating_point,
+        bootstrap_average_precision,
+    )
+    from vertebral_fracture.pipelines.fusion.nodes import fused_by_case
     from vertebral_fracture.preprocessing import to_native
     from vertebral_fracture.training import load_model_from_checkpoint, resolve_device
 
     catalog, params = context.catalog, plain_params(context)
+    bench = params["benchmark"]
     case_index = catalog.load("case_index")
     raw = catalog.load("raw_scans")
-    arch = params["benchmark"]["peer_architecture"]
     inference = params["inference"]
     device = resolve_device(inference["device"])
     slices = {view: catalog.load(f"{view}.slices") for view in VIEWS}
-    models = {}
-    for view in VIEWS:
-        checkpoint = catalog.load(f"{view}.{arch}.model")
-        models[view] = (load_model_from_checkpoint(checkpoint), checkpoint["params"])
+    extras = {f"{variant}_product": variant for variant in bench["extra_models"]}
+    models = {
+        (variant, view): load_model_from_checkpoint(catalog.load(f"{view}.{variant}.model"))
+        for variant in extras.values()
+        for view in VIEWS
+    }
 
-    def peer_volume(record: dict) -> np.ndarray:
+    def extra_volume(variant: str, record: dict) -> np.ndarray:
         volumes = []
         for view in VIEWS:
-            model, p = models[view]
+            model = models[variant, view]
             stack = slices[view][record["case_id"]]()
             canonical = predict_volume(
                 model,
                 stack,
-                in_channels=int(p["in_channels"]),
+                in_channels=model.in_channels,
                 batch_size=inference["batch_size"],
                 device=device,
                 progress=False,
@@ -261,32 +286,97 @@ def score_peer_and_floor(context: Any) -> dict[str, dict]:
             volumes.append(_array(native))
         return fuse(volumes, "product")
 
-    histograms = {PEER: ScoreHistogram(), FLOOR: ScoreHistogram()}
-    tests: list[tuple[str, np.ndarray, dict[str, np.ndarray]]] = []
-    for record in case_index:
-        if record["split"] not in ("val", "test") or not record["mask"]:
-            continue
-        gt = _array(raw[record["mask"]]()) > 0
-        predictions = {
-            PEER: peer_volume(record),
-            FLOOR: intensity_floor(_array(raw[record["ct"]]()), params),
+    def computed(record: dict) -> dict[str, np.ndarray]:
+        out = {m: extra_volume(v, record) for m, v in extras.items()}
+        out[FLOOR] = intensity_floor(_array(raw[record["ct"]]()), params)
+        return out
+
+    labelled = [r for r in case_index if r["mask"]]
+    # validation predictions stay in memory (a few val cases): the lesion-threshold search
+    # needs each method's voxel threshold, which needs all of them first
+    validation = [
+        (_array(raw[r["mask"]]()) > 0, computed(r)) for r in labelled if r["split"] == "val"
+    ]
+    thresholds = dict(catalog.load("fusion_thresholds"))
+    lesion_thresholds = dict(catalog.load("lesion_thresholds"))
+    for method in (*extras, FLOOR):
+        # as pipelines/fusion select_thresholds and select_lesion_thresholds
+        histogram = ScoreHistogram()
+        for gt, predictions in validation:
+            histogram.update(predictions[method], gt)
+        point = best_f1_operating_point(histogram) if histogram.n_positive else None
+        thresholds[method] = float(point["threshold"]) if point else 0.5
+        search = LesionThresholdSearch(thresholds[method])
+        for gt, predictions in validation:
+            search.add_case(predictions[method], gt)
+        lesion_thresholds[method] = search.best()
+    del validation
+
+    tests = [r for r in labelled if r["split"] == "test"]
+    fused = fused_by_case(tuple(catalog.load(f"{v}.fused") for v in ("multitask", "baseline")))
+
+    def case_predictions(record: dict) -> dict[str, Callable[[], np.ndarray]]:
+        loaders = {
+            m: (lambda load=load: _array(load())) for m, load in fused[record["case_id"]].items()
         }
-        if record["split"] == "val":
-            for method, prob in predictions.items():
-                histograms[method].update(prob, gt)
-        else:
-            tests.append((record["case_id"], gt, predictions))
-    thresholds = {
-        method: (
-            float(best_f1_operating_point(h)["threshold"]) if h.n_positive else 0.5
-        )  # as pipelines/fusion select_thresholds: 0.5 without validation fractures
-        for method, h in histograms.items()
-    }
+        loaders.update({m: _const(p) for m, p in computed(record).items()})
+        return loaders
+
     cases = (
-        (case_id, _const(gt), {m: _const(p) for m, p in preds.items()})
-        for case_id, gt, preds in tests
+        (r["case_id"], lambda r=r: _array(raw[r["mask"]]()), case_predictions(r)) for r in tests
     )
-    return {name: s.summary() for name, s in score_methods(cases, thresholds).items()}
+    scores = score_methods(cases, thresholds, lesion_thresholds, keep_case_histograms=True)
+    summaries = {name: s.summary() for name, s in scores.items()}
+
+    samples = bootstrap_average_precision(
+        {name: s.case_histograms for name, s in scores.items()},
+        n_resamples=int(bench["bootstrap_resamples"]),
+        seed=int(params["phantoms"]["seed"]),
+    )
+    bootstrap = {
+        "unit": "test case",
+        "resamples": int(bench["bootstrap_resamples"]),
+        "pr_auc_ci95": {m: np.nanpercentile(v, [2.5, 97.5]).tolist() for m, v in samples.items()},
+        # paired: the same case draws for every method
+        "pr_auc_difference_ci95": {
+            f"{PROPOSED} - {other}": np.nanpercentile(
+                samples[PROPOSED] - samples[other], [2.5, 97.5]
+            ).tolist()
+            for other in samples
+            if other != PROPOSED
+        },
+        "p_proposed_above": {
+            other: float(np.nanmean(samples[PROPOSED] > samples[other]))
+            for other in samples
+            if other != PROPOSED
+        },
+    }
+    return {
+        "methods": summaries,
+        "bootstrap": bootstrap,
+        "lesion_kinds": detection_by_kind(catalog, raw, tests, scores, lesion_kinds),
+    }
+
+
+def detection_by_kind(
+    catalog: Any, raw: Any, tests: list[dict], scores: dict, lesion_kinds: Callable
+) -> dict[str, dict]:
+    """Per phantom fracture kind: test lesions, and how many each method detects (IoU > 0.2)
+    at its validation threshold; kinds come from the phantom manifest (centroids)."""
+    import nibabel as nib
+
+    manifest = {entry["case_id"]: entry["fractures"] for entry in catalog.load("phantom_manifest")}
+    out: dict[str, dict] = {}
+    for i, record in enumerate(tests):
+        mask: nib.Nifti1Image = raw[record["mask"]]()
+        kinds = lesion_kinds(_array(mask), mask.affine, manifest.get(record["case_id"], []))
+        for j, kind in enumerate(kinds):
+            entry = out.setdefault(str(kind), {"lesions": 0, "detected": {}})
+            entry["lesions"] += 1
+            for method, s in scores.items():
+                hit = int(s.lesions[i].detected[j])
+                entry["detected"][method] = entry["detected"].get(method, 0) + hit
+    return out
 
 
 def _const(value: np.ndarray) -> Callable[[], np.ndarray]:
@@ -336,17 +426,17 @@ def _memory(device: Any, rss_before: float) -> dict:
     return out
 
 
-def _training_params(context: Any, arch: str) -> Any:
+def _training_params(context: Any, variant: str) -> Any:
     from vertebral_fracture.training import TrainingParams
 
     params = plain_params(context)
-    if arch == params["benchmark"]["peer_architecture"]:
-        return TrainingParams.model_validate(peer_params(params, "axial"))
-    return TrainingParams.model_validate(params["axial"][arch]["training"])
+    if variant in params["benchmark"]["extra_models"]:
+        return TrainingParams.model_validate(extra_training(params, "axial", variant))
+    return TrainingParams.model_validate(params["axial"][variant]["training"])
 
 
 def _measure_train_speed(spec: dict) -> dict:
-    """Training slices/s of one architecture: the training loop's data path and optimizer step.
+    """Training slices/s of one model: the training loop's data path and optimizer step.
 
     Same sampler, augmentation, loss and batch size as ``training.train`` on axial training
     slices (at most 8 cases: throughput does not depend on the dataset size); one warm-up
@@ -363,13 +453,14 @@ def _measure_train_speed(spec: dict) -> dict:
         resolve_device,
     )
     from vertebral_fracture.training.loop import (
+        MEMORY_FORMAT,
         build_loss,
         build_model_from_params,
         train_step,
     )
 
     context = bench_context(Path.cwd())
-    p = _training_params(context, spec["arch"])
+    p = _training_params(context, spec["variant"])
     device = resolve_device(p.device)
     if device.type == "cpu":
         torch.set_num_threads(p.resolved_num_threads())
@@ -386,7 +477,7 @@ def _measure_train_speed(spec: dict) -> dict:
     )
     loader = DataLoader(dataset, batch_size=p.batch_size, sampler=sampler)
     torch.manual_seed(p.seed)
-    model = build_model_from_params(p).to(device).train()
+    model = build_model_from_params(p).to(device, memory_format=MEMORY_FORMAT).train()
     loss_fn = build_loss(p)
     optimizer = torch.optim.Adam(model.parameters(), lr=p.learning_rate)
     amp = p.mixed_precision and device.type == "cuda"
@@ -435,7 +526,7 @@ def _measure_infer_speed(spec: dict) -> dict:
     record = next(r for r in index if r["split"] == "test")
     work = []
     for view in VIEWS:
-        checkpoint = catalog.load(f"{view}.{spec['arch']}.model")
+        checkpoint = catalog.load(f"{view}.{spec['variant']}.model")
         model = load_model_from_checkpoint(checkpoint).to(device).eval()
         stack = catalog.load(f"{view}.slices")[record["case_id"]]()
         work.append((model, int(checkpoint["params"]["in_channels"]), stack))
@@ -536,12 +627,13 @@ def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
     bench = params["benchmark"]
     models: dict[str, dict] = {}
     with timer("speed: models (train + infer, one subprocess each)"):
-        for arch in ("multitask", "baseline", bench["peer_architecture"]):
+        for variant in ("multitask", "baseline", PEER_VARIANT):
             train = run_measurement(
-                {"kind": "train_speed", "arch": arch, "steps": bench["speed_steps"]}, project
+                {"kind": "train_speed", "variant": variant, "steps": bench["speed_steps"]},
+                project,
             )
-            infer = run_measurement({"kind": "infer_speed", "arch": arch}, project)
-            models[arch] = {"train": train, "infer": infer}
+            infer = run_measurement({"kind": "infer_speed", "variant": variant}, project)
+            models[variant] = {"train": train, "infer": infer}
     with timer("speed: PR-AUC ours vs scikit-learn"):
         n = int(bench["metrics_voxels"])
         ours = run_measurement({"kind": "pr_auc_ours", "voxels": n}, project)
@@ -699,6 +791,55 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _interval(bounds: list | None) -> str | None:
+    return None if not bounds or None in bounds else f"{_fmt(bounds[0])} to {_fmt(bounds[1])}"
+
+
+def _uncertainty_lines(results: dict) -> list[str]:
+    """Paired bootstrap of the proposed method's PR-AUC against every other method."""
+    boot = results.get("bootstrap")
+    if not boot:
+        return []
+    lines = [
+        "## How sure: paired bootstrap over test cases",
+        "",
+        f"{boot['resamples']} resamples of the {results['configuration']['cases']['test']} test "
+        "cases, the same draws for every method.",
+        "",
+        f"| {PROPOSED} minus | PR-AUC difference, 95% CI | share of resamples {PROPOSED} "
+        "is higher |",
+        "|---|---|---|",
+    ]
+    for key, bounds in boot["pr_auc_difference_ci95"].items():
+        other = key.split(" - ", 1)[1]
+        lines.append(
+            f"| {other} | {_fmt(bounds[0])} to {_fmt(bounds[1])} | "
+            f"{_fmt(boot['p_proposed_above'][other])} |"
+        )
+    return [*lines, ""]
+
+
+def _kind_lines(results: dict) -> list[str]:
+    """Lesions detected per phantom fracture kind at each method's validation threshold."""
+    kinds = results.get("lesion_kinds")
+    if not kinds:
+        return []
+    methods = sorted(results["methods"], key=lambda m: -(results["methods"][m]["pr_auc"] or -1))
+    lines = [
+        "## Lesions detected per fracture kind",
+        "",
+        "A lesion counts as detected when a candidate (a connected component at the method's "
+        "lesion threshold, chosen on validation cases) overlaps it with IoU > 0.2.",
+        "",
+        "| kind | lesions | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
+    for kind, entry in sorted(kinds.items()):
+        counts = [str(entry["detected"].get(m, 0)) for m in methods]
+        lines.append(f"| {kind} | {entry['lesions']} | " + " | ".join(counts) + " |")
+    return [*lines, ""]
+
+
 def markdown(results: dict) -> str:
     """``docs/benchmarks.md``: comparison, targets, ablation, command, environment."""
     cfg, env = results["configuration"], results["environment"]
@@ -724,23 +865,31 @@ def markdown(results: dict) -> str:
         "",
         "## Comparison (test cases; thresholds chosen on validation cases)",
         "",
-        "| method | PR-AUC | F1 | FROC@1 FP | bloat | train slices/s | infer s/volume | peak MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | PR-AUC | 95% CI | F1 | FROC@1 FP | bloat | train slices/s | infer s/volume "
+        "| peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    ci = results.get("bootstrap", {}).get("pr_auc_ci95", {})
     for name, row in sorted(methods.items(), key=lambda kv: -(kv[1]["pr_auc"] or -1)):
-        keys = ("pr_auc", "f1", "froc_1", "bloat", "train_slices_per_s", "infer_s_per_volume")
-        cells = [row[k] for k in (*keys, "peak_mem_mb")]
+        keys = ("f1", "froc_1", "bloat", "train_slices_per_s", "infer_s_per_volume")
+        cells = [row["pr_auc"], _interval(ci.get(name)), *(row[k] for k in keys)]
+        cells.append(row["peak_mem_mb"])
         lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |")
     lines += [
         "",
         f"`{PROPOSED}` is the proposed method, `{BASELINE}` the thesis method, `{PEER}` the "
         "off-the-shelf peer (smp.Unet resnet18 + auxiliary class head, no attention gates, "
-        "trained identically, product-fused), `intensity_floor` a no-learning floor (windowed "
-        "CT brightness inside bone). Speed columns: per model (training: the training loop's "
-        "step incl. data loading and augmentation; inference: three views of one test "
-        "volume incl. resampling to the scan grid); peak MB is the high-water RSS of the "
-        "measuring process (each measurement its own process). Fusion ablations carry no speed.",
+        "trained identically, product-fused), `ungated_product` the proposed model without "
+        "its attention gates (trained identically), `intensity_floor` a no-learning floor "
+        "(windowed CT brightness inside bone). 95% CI: case-level bootstrap of the pooled "
+        "PR-AUC (test cases drawn with replacement). Speed columns: per model (training: the "
+        "training loop's step incl. data loading and augmentation; inference: three views of "
+        "one test volume incl. resampling to the scan grid); peak MB is the high-water RSS of "
+        "the measuring process (each measurement its own process). Fusion ablations carry no "
+        "speed.",
         "",
+        *_uncertainty_lines(results),
+        *_kind_lines(results),
         "## Targets",
         "",
         "Why a target is missed, and what was tried, is written up by hand in "
@@ -755,7 +904,13 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {t['target']} | {_fmt(t['value'])} | {t['op']} {t['bound']} | {held} | {miss} |"
         )
-    lines += ["", "## Ablation: model gain vs fusion gain (PR-AUC)", ""]
+    lines += ["", "## Ablations (PR-AUC)", ""]
+    gated, ungated = methods.get(PROPOSED, {}), methods.get("ungated_product", {})
+    lines += [
+        f"Attention gates: with {_fmt(gated.get('pr_auc'))}, without "
+        f"{_fmt(ungated.get('pr_auc'))} (same training; product fusion).",
+        "",
+    ]
     pr = {name: methods.get(name, {}).get("pr_auc") for name in ABLATIONS}
     lines += [
         "| model \\ fusion | product | mean | fusion gain (product / mean) |",
@@ -822,25 +977,25 @@ def run(
             run_kedro(project)
     context = bench_context(project)
     params = plain_params(context)
-    with timer("peer: training (3 views)"):
-        peer_training = train_peer(context)
-    with timer("peer + intensity floor: inference, thresholds (val), scoring (test)"):
-        extra = score_peer_and_floor(context)
+    extras = ", ".join(params["benchmark"]["extra_models"])
+    with timer(f"extra models ({extras}): training, 3 views each"):
+        extra_training_summary = train_extra_models(context)
+    with timer("scoring every method on the test cases (+ extras' inference, bootstrap)"):
+        scored = score_all_methods(context)
     speed = measure_speed(project, params, timer)
-    kedro_methods = context.catalog.load("metrics")["methods"]
-    summaries = {**kedro_methods, **extra}
-    arch_of = {**SPEED_OF, PEER: params["benchmark"]["peer_architecture"]}
     results = {
         "methods": {
-            name: _method_row(s, speed["models"].get(arch_of.get(name, "")))
-            for name, s in summaries.items()
+            name: _method_row(s, speed["models"].get(SPEED_OF.get(name, "")))
+            for name, s in scored["methods"].items()
         },
+        "bootstrap": scored["bootstrap"],
+        "lesion_kinds": scored["lesion_kinds"],
         "metrics_speed": speed["metrics_speed"],
         "fusion_speed": speed["fusion_speed"],
         "environment": environment(),
         "configuration": configuration(params, context.catalog.load("case_index"), smoke),
         "model_speed_detail": speed["models"],
-        "peer_training": peer_training,
+        "extra_training": extra_training_summary,
         "stage_seconds": timer.seconds,
         "started": started,
         "wall_s": round(time.perf_counter() - t0, 1),

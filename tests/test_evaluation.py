@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from vertebral_fracture.evaluation import score_methods
+from vertebral_fracture.evaluation import LesionThresholdSearch, lesion_kinds, score_methods
+from vertebral_fracture.metrics import detect_lesions
 
 
 def _case(seed: int, localized: bool):
@@ -52,3 +53,65 @@ def test_pooled_metrics_match_sklearn_and_box_predictions_bloat():
     assert (
         scores["localized"].summary()["froc"]["1"] == 1.0
     )  # every fracture found, no false positive
+
+
+def test_lesion_kinds_follow_world_centroids_in_label_order():
+    gt = np.zeros((20, 20, 20), np.uint8)
+    gt[2:5, 2:5, 2:5] = 1  # first in label (raster) order
+    gt[14:18, 12:16, 10:12] = 1
+    # a flipped, scaled, shifted grid: the annotations are in world mm, not voxels
+    affine = np.array([[-2.0, 0, 0, 50], [0, 1.5, 0, -10], [0, 0, 3.0, 7], [0, 0, 0, 1]])
+    world = lambda ijk: (affine[:3, :3] @ np.asarray(ijk, float) + affine[:3, 3]).tolist()  # noqa: E731
+    annotations = [
+        {"kind": "burst", "centroid_mm": world([15.5, 13.5, 10.5])},
+        {"kind": "lost", "centroid_mm": None},  # no voxel survived: ignored
+        {"kind": "cortical_line", "centroid_mm": world([3, 3, 3])},
+    ]
+    assert lesion_kinds(gt, affine, annotations) == ["cortical_line", "burst"]
+    # the order is detect_lesions' order of ground-truth lesions
+    prob = np.where(gt[:, :, :] & (np.arange(20)[:, None, None] < 10), 0.9, 0.0)
+    assert detect_lesions(prob, gt, 0.5).detected.tolist() == [True, False]
+    assert lesion_kinds(gt, affine, []) == [None, None]
+    assert lesion_kinds(np.zeros_like(gt), affine, annotations) == []
+
+
+def _faint_lesion_case(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A lesion scored 0.02 (below a 0.5 voxel threshold), one bright false blob, low noise."""
+    rng = np.random.default_rng(seed)
+    gt = np.zeros((24, 24, 24), bool)
+    gt[4:8, 4:8, 4:8] = True
+    prob = (rng.random(gt.shape) * 1e-4).astype(np.float32)
+    prob[gt] = 0.02
+    prob[16:19, 16:19, 16:19] = 0.9  # a false positive every threshold finds
+    return prob, gt
+
+
+def test_lesion_threshold_search_finds_faint_lesions_on_validation():
+    search = LesionThresholdSearch(0.5)
+    for seed in range(3):
+        search.add_case(*_faint_lesion_case(seed))
+    chosen = search.best()
+    assert 1e-4 < chosen <= 0.02  # low enough for the lesion, above the noise floor
+    scores = score_methods(
+        [("c", lambda: _faint_lesion_case(9)[1], {"m": lambda: _faint_lesion_case(9)[0]})],
+        {"m": 0.5},
+        {"m": chosen},
+    )["m"]
+    summary = scores.summary()
+    assert summary["lesion_threshold"] == chosen and summary["threshold"] == 0.5
+    assert summary["froc"]["1"] == 1.0  # at 0.5 the lesion would be missed
+    assert (
+        score_methods(
+            [("c", lambda: _faint_lesion_case(9)[1], {"m": lambda: _faint_lesion_case(9)[0]})],
+            {"m": 0.5},
+        )["m"].summary()["froc"]["1"]
+        == 0.0
+    )
+
+
+def test_lesion_threshold_search_skips_thresholds_that_paint_the_scan():
+    search = LesionThresholdSearch(0.5, max_positive_fraction=0.05)
+    search.add_case(*_faint_lesion_case(0))
+    # below 1e-4 most voxels are marked: those thresholds are dropped, never labelled
+    assert min(search.detections) == pytest.approx(1e-4)
+    assert LesionThresholdSearch(0.3).best() == 0.3  # nothing seen: the voxel threshold

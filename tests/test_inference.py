@@ -116,3 +116,17 @@ def test_attention_maps_show_where_the_gated_model_looks():
         (h // 2, w // 2),
     ]
     assert all(0.0 <= a.min() and a.max() <= 1.0 for a in alphas)
+
+
+def test_channels_last_inference_matches_plain_layout() -> None:
+    """The NHWC speed-up changes the memory layout only, not the probabilities."""
+    torch.manual_seed(0)
+    model = build_model("multitask").eval()
+    volume = np.random.default_rng(1).random((8, 40, 36)).astype(np.float32)
+    stack = extract_slices("c1", volume, None, "axial", 32, np.eye(4))
+    fast = predict_slices(model, stack, batch_size=4, progress=False)
+    plain = model.to(memory_format=torch.contiguous_format)
+    x = torch.from_numpy(stack.images[:, None].astype(np.float32))
+    with torch.inference_mode():
+        reference = plain.fracture_probability(x)[:, 0].numpy()
+    np.testing.assert_allclose(fast, reference, atol=1e-5)

@@ -196,3 +196,18 @@ def test_loss_backpropagates_through_models(architecture: str) -> None:
     out["total"].backward()
     assert torch.isfinite(out["total"])
     assert model.encoder.conv1.weight.grad.abs().sum() > 0
+
+
+def test_deep_supervision_weights_scales_and_keeps_the_loss_scale() -> None:
+    logits, class_target, mask = _batch()
+    loss = MultiTaskLoss(seg_loss="focal_tversky")
+    plain = loss(logits, class_target, mask)["seg"]
+    # auxiliary maps identical to the main one: the weights sum to 1, so the term is unchanged
+    same = logits._replace(aux_seg_logits=(logits.seg_logit, logits.seg_logit))
+    assert loss(same, class_target, mask)["seg"].item() == pytest.approx(plain.item())
+    # a coarse map is upsampled to the mask and weighed 1/3 (weights 1 and 1/2, normalised)
+    coarse = torch.full((3, 1, 2, 2), 5.0, dtype=torch.float64)
+    out = loss(logits._replace(aux_seg_logits=(coarse,)), class_target, mask)["seg"]
+    upsampled = torch.full_like(logits.seg_logit, 5.0)
+    expected = (2 * plain + focal_tversky_loss(upsampled, mask)) / 3
+    assert out.item() == pytest.approx(expected.item())

@@ -275,3 +275,44 @@ def test_bloat_box_prediction_vs_small_gt() -> None:
     assert bloat(prob, gt, threshold=0.5) == 8.0
     assert bloat(prob, gt, threshold=0.3) == 9.0
     assert math.isnan(bloat(prob, np.zeros_like(gt), threshold=0.5))
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def _case_histograms(n_cases: int, signal: float, seed: int) -> list[ScoreHistogram]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_cases):
+        labels = rng.random(2000) < 0.05
+        scores = np.clip(rng.random(2000) * 0.6 + signal * labels, 0, 1)
+        out.append(ScoreHistogram.from_arrays(scores, labels))
+    return out
+
+
+def test_bootstrap_interval_contains_the_pooled_ap_and_pairs_the_draws():
+    good = _case_histograms(10, signal=0.5, seed=1)
+    weak = _case_histograms(10, signal=0.1, seed=2)
+    samples = metrics.bootstrap_average_precision(
+        {"good": good, "same": good, "weak": weak}, n_resamples=300, seed=0
+    )
+    assert {k: v.shape for k, v in samples.items()} == {k: (300,) for k in ("good", "same", "weak")}
+    pooled = average_precision(sum(good[1:], good[0]))
+    low, high = np.percentile(samples["good"], [2.5, 97.5])
+    assert low < pooled < high and high - low > 0.01  # resampling cases does vary the AP
+    # paired: the same draws for every method, so identical inputs give identical samples
+    np.testing.assert_array_equal(samples["good"], samples["same"])
+    assert (samples["good"] > samples["weak"]).all()
+
+
+def test_bootstrap_of_one_case_is_that_case():
+    case = _case_histograms(1, signal=0.3, seed=3)
+    samples = metrics.bootstrap_average_precision({"m": case}, n_resamples=20)
+    np.testing.assert_allclose(samples["m"], average_precision(case[0]))
+
+
+def test_bootstrap_needs_matching_cases():
+    with pytest.raises(ValueError, match="same, non-zero number of cases"):
+        metrics.bootstrap_average_precision(
+            {"a": _case_histograms(3, 0.3, 0), "b": _case_histograms(2, 0.3, 0)}
+        )

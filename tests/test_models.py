@@ -217,3 +217,31 @@ def test_custom_decoder_channels() -> None:
         out = model(torch.randn(1, 1, 64, 96))
     assert out.seg_logit.shape == (1, 1, 64, 96)
     assert model.segmentation_head.in_channels == 8
+
+
+def test_ungated_ablation_concatenates_skips_unchanged() -> None:
+    gated, ungated = build_model("multitask"), build_model("multitask", attention_gates=False)
+    assert not any(isinstance(m, AttentionGate) for m in ungated.modules())
+    # only the gates differ: same decoder convolutions, fewer parameters
+    gate_params = sum(
+        p.numel() for m in gated.modules() if isinstance(m, AttentionGate) for p in m.parameters()
+    )
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    assert count(gated) - count(ungated) == gate_params > 0
+    out = ungated(torch.randn(2, 1, 64, 64))
+    assert out.seg_logit.shape == (2, 1, 64, 64) and ungated.attention_maps == ()
+
+
+def test_deep_supervision_heads_only_in_training() -> None:
+    model = build_model("multitask", deep_supervision=True).train()
+    out = model(torch.randn(2, 1, 64, 64))
+    assert [tuple(a.shape) for a in out.aux_seg_logits] == [
+        (2, 1, 32, 32),
+        (2, 1, 16, 16),
+        (2, 1, 8, 8),
+    ]
+    out.aux_seg_logits[-1].sum().backward()  # the coarsest head reaches the encoder
+    assert first_conv(model).weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 1, 64, 64)).aux_seg_logits == ()
+    assert build_model("multitask").train()(torch.randn(2, 1, 64, 64)).aux_seg_logits == ()

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 from scipy.ndimage import binary_dilation, binary_erosion
 
+from vertebral_fracture.evaluation import lesion_kinds
 from vertebral_fracture.phantoms import (
     BONE,
     Phantom,
@@ -265,3 +266,23 @@ def test_preview_figure_has_three_planes_per_case(phantoms):
     fig = phantom_preview_figure([fractured])
     assert fractured.fractures[0]["kind"] in fig.axes[0].get_title()
     assert fig.axes[0].collections  # the red mask contour
+
+
+@pytest.mark.parametrize("code", ["RAS", "PIR"])
+def test_manifest_centroids_name_each_lesion_of_the_mask(code):
+    """``centroid_mm`` traces every mask lesion back to its fracture kind in any orientation."""
+    cases = generate_phantom_set(_params(n_cases=8, orientations=[code], fracture_free_fraction=0))
+    for ph in cases:
+        mask = np.asanyarray(ph.fracture_mask.dataobj)
+        kinds = lesion_kinds(mask, ph.fracture_mask.affine, ph.fractures)
+        present = [f["kind"] for f in ph.fractures if f["voxels"]]
+        assert set(kinds) <= set(present)
+        if len(kinds) == len(present):  # no two fractures touch: one lesion each
+            assert sorted(kinds) == sorted(present)
+        for fracture in ph.fractures:
+            if not fracture["voxels"]:
+                continue
+            ijk = np.linalg.inv(ph.fracture_mask.affine) @ [*fracture["centroid_mm"], 1.0]
+            inside = np.floor(ijk[:3]).astype(int)
+            lo, hi = np.argwhere(mask).min(0), np.argwhere(mask).max(0)
+            assert np.all(inside >= lo - 1) and np.all(inside <= hi + 1)

@@ -104,6 +104,10 @@ def test_fusion_outputs_and_validation_thresholds(project):
     np.testing.assert_array_equal(
         labels.get_fdata() > 0, fused.get_fdata() >= thresholds["multitask_product"]
     )
+    lesion = json.loads((project / "data/06_models/lesion_thresholds.json").read_text())
+    assert set(lesion) == set(thresholds) and all(0 < t <= 1 for t in lesion.values())
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())["methods"]
+    assert all(metrics[m]["lesion_threshold"] == lesion[m] for m in lesion)
 
 
 def test_report_is_self_contained(project):

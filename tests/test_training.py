@@ -273,6 +273,12 @@ def test_incompatible_checkpoint_names_the_parameter() -> None:
     forged = dict(checkpoint, params={**checkpoint["params"], "architecture": "baseline"})
     with pytest.raises(IncompatibleCheckpointError, match="do not fit"):
         load_model_from_checkpoint(forged)
+    with pytest.raises(IncompatibleCheckpointError, match="attention_gates is True .* but False"):
+        load_model_from_checkpoint(checkpoint, tiny_params(in_channels=1, attention_gates=False))
+    # a checkpoint written before a shape parameter existed holds that parameter's default
+    older = dict(checkpoint, params={**checkpoint["params"]})
+    del older["params"]["attention_gates"], older["params"]["deep_supervision"]
+    assert load_model_from_checkpoint(older, tiny_params(in_channels=1)) is not None
     rebuilt = load_model_from_checkpoint(checkpoint, params)
     assert not rebuilt.training
     for key, value in model.state_dict().items():

@@ -7,10 +7,11 @@ component lists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from vertebral_fracture.metrics import (
     LesionDetections,
@@ -25,24 +26,33 @@ from vertebral_fracture.metrics import (
 )
 
 FROC_RATES = (0.5, 1, 2, 4, 8)
+#: Candidate thresholds that form lesion candidates: 10^(-k/2), k = 1..18 (0.32 down to 1e-9;
+#: product fusion of three views puts fracture scores several decades below 1).
+LESION_THRESHOLD_GRID = tuple(10.0 ** (-k / 2) for k in range(1, 19))
 
 
 @dataclass
 class MethodScores:
     """Everything measured for one method over the evaluated cases."""
 
-    threshold: float  # chosen on validation cases
+    threshold: float  # voxel operating point, chosen on validation cases
+    # forms the lesion candidates (components) for detection and FROC; None = ``threshold``
+    lesion_threshold: float | None = None
     histogram: ScoreHistogram = field(default_factory=ScoreHistogram)
     lesions: list[LesionDetections] = field(default_factory=list)
     predicted_voxels: int = 0
     gt_voxels: int = 0
     cases: list[dict] = field(default_factory=list)
+    # per-case histograms (4 MiB each) for case-level bootstrap intervals; None = not kept
+    case_histograms: list[ScoreHistogram] | None = None
 
     def add_case(self, case_id: str, prob: np.ndarray, gt: np.ndarray) -> None:
         """Score one case: (X, Y, Z) float32 probabilities and a binary mask on the same grid."""
         case_hist = ScoreHistogram.from_arrays(prob, gt)
         self.histogram.merge(case_hist)
-        self.lesions.append(detect_lesions(prob, gt, self.threshold))
+        if self.case_histograms is not None:
+            self.case_histograms.append(case_hist)
+        self.lesions.append(detect_lesions(prob, gt, self.candidate_threshold))
         predicted, actual = int(np.count_nonzero(prob >= self.threshold)), int(np.count_nonzero(gt))
         self.predicted_voxels += predicted
         self.gt_voxels += actual
@@ -59,6 +69,11 @@ class MethodScores:
             }
         )
 
+    @property
+    def candidate_threshold(self) -> float:
+        """The threshold whose connected components are this method's lesion candidates."""
+        return self.threshold if self.lesion_threshold is None else self.lesion_threshold
+
     def summary(self) -> dict:
         """The ``metrics.json`` entry of this method."""
         deployed = operating_point_at(self.histogram, self.threshold)
@@ -69,6 +84,7 @@ class MethodScores:
             "recall": deployed["recall"],
             "f1": deployed["f1"],
             "threshold": self.threshold,
+            "lesion_threshold": self.candidate_threshold,
             "dice": deployed["dice"],
             "froc": froc(self.lesions, FROC_RATES) if self.lesions else {},
             "bloat": self.predicted_voxels / self.gt_voxels if self.gt_voxels else float("nan"),
@@ -92,17 +108,123 @@ class MethodScores:
 def score_methods(
     cases: Iterable[tuple[str, Callable[[], np.ndarray], dict[str, Callable[[], np.ndarray]]]],
     thresholds: dict[str, float],
+    lesion_thresholds: Mapping[str, float] | None = None,
+    *,
+    keep_case_histograms: bool = False,
 ) -> dict[str, MethodScores]:
     """Score every method on every case.
 
     Args:
         cases: ``(case_id, load_gt, {method: load_prob})`` per case; loaders are called one at
             a time so only one case's volumes are in memory.
-        thresholds: method -> operating threshold chosen on validation cases.
+        thresholds: method -> voxel operating threshold chosen on validation cases.
+        lesion_thresholds: method -> threshold forming its lesion candidates, chosen on
+            validation cases (:class:`LesionThresholdSearch`); a method without one forms
+            them at its voxel threshold.
+        keep_case_histograms: keep each case's histogram (``MethodScores.case_histograms``,
+            for ``metrics.bootstrap_average_precision``); memory then grows with the cases.
     """
-    scores = {method: MethodScores(threshold) for method, threshold in thresholds.items()}
+    lesion_thresholds = lesion_thresholds or {}
+    scores = {
+        method: MethodScores(
+            threshold,
+            lesion_threshold=lesion_thresholds.get(method),
+            case_histograms=[] if keep_case_histograms else None,
+        )
+        for method, threshold in thresholds.items()
+    }
     for case_id, load_gt, predictions in cases:
         gt = load_gt() > 0
         for method, load_prob in predictions.items():
             scores[method].add_case(case_id, load_prob(), gt)
     return scores
+
+
+class LesionThresholdSearch:
+    """Chooses, on validation cases, the threshold whose components are the lesion candidates.
+
+    The voxel operating point maximises voxel F1, which favours tight masks over finding every
+    lesion; detection has its own operating point, as in detection challenges where each
+    method submits its own candidates. For every threshold of ``grid`` each streamed case's
+    candidates are matched (:func:`~vertebral_fracture.metrics.detect_lesions`); :meth:`best`
+    returns the threshold with the highest FROC sensitivity at ``fp_rate`` false positives per
+    scan, ties broken by the mean sensitivity over :data:`FROC_RATES`, then by the higher
+    threshold. A threshold that marks more than ``max_positive_fraction`` of a case's voxels
+    paints regions, not lesions, and is dropped (with every lower one) without labelling.
+
+    Args:
+        voxel_threshold: the method's voxel operating point; also a candidate (when in
+            ``(0, 1]``), and the answer when no validation lesion decides.
+        grid: further candidate thresholds.
+        fp_rate: false positives per scan at which sensitivity is compared.
+        max_positive_fraction: largest share of a scan's voxels a candidate threshold may mark.
+    """
+
+    def __init__(
+        self,
+        voxel_threshold: float,
+        grid: Sequence[float] = LESION_THRESHOLD_GRID,
+        *,
+        fp_rate: float = 1.0,
+        max_positive_fraction: float = 0.02,
+    ) -> None:
+        if not grid or any(not 0.0 < t <= 1.0 for t in grid):
+            raise ValueError(f"grid must hold thresholds in (0, 1], got {grid}")
+        if not 0.0 < max_positive_fraction <= 1.0:
+            raise ValueError(
+                f"max_positive_fraction must be in (0, 1], got {max_positive_fraction}"
+            )
+        self.voxel_threshold = voxel_threshold
+        candidates = {*grid, *([voxel_threshold] if 0.0 < voxel_threshold <= 1.0 else [])}
+        self.grid = sorted(candidates, reverse=True)
+        self.fp_rate = fp_rate
+        self.max_positive_fraction = max_positive_fraction
+        self.detections: dict[float, list[LesionDetections]] = {t: [] for t in self.grid}
+
+    def add_case(self, prob: np.ndarray, gt: np.ndarray) -> None:
+        """Match the candidates of one validation case at every remaining threshold."""
+        limit = self.max_positive_fraction * prob.size
+        for threshold in list(self.detections):
+            if np.count_nonzero(prob >= threshold) > limit:
+                for dropped in [t for t in self.detections if t <= threshold]:
+                    del self.detections[dropped]
+                break
+            self.detections[threshold].append(detect_lesions(prob, gt, threshold))
+
+    def best(self) -> float:
+        """The chosen threshold (the voxel threshold when no validation lesion decides)."""
+        ranked = []
+        for threshold, cases in self.detections.items():
+            if not cases or not sum(c.n_gt for c in cases):
+                continue
+            sensitivity = froc(cases, sorted({*FROC_RATES, self.fp_rate}))
+            overall = np.mean([sensitivity[f"{rate:g}"] for rate in FROC_RATES])
+            key = (sensitivity[f"{self.fp_rate:g}"], float(overall))
+            ranked.append((*key, threshold))
+        return max(ranked)[2] if ranked else self.voxel_threshold
+
+
+def lesion_kinds(
+    gt_mask: np.ndarray, affine: np.ndarray, annotations: Sequence[Mapping]
+) -> list[str | None]:
+    """The annotated kind of each ground-truth lesion, for per-kind sensitivity.
+
+    Lesions are the 26-connected components of ``gt_mask`` in the order
+    ``metrics.detect_lesions`` reports them (label order). Each takes the ``kind`` of the
+    annotation whose ``centroid_mm`` (world coordinates, e.g. the phantom manifest's
+    ``fractures``) lies nearest its own centroid; ``None`` when there is no annotation.
+
+    Args:
+        gt_mask: (X, Y, Z) ground truth, nonzero = fracture.
+        affine: (4, 4) voxel-to-world affine of ``gt_mask``.
+        annotations: dicts with ``kind`` and ``centroid_mm`` (``None`` entries are skipped).
+    """
+    labels, n = ndimage.label(gt_mask != 0, structure=np.ones((3, 3, 3), dtype=bool))
+    known = [a for a in annotations if a.get("centroid_mm") is not None]
+    if n == 0 or not known:
+        return [None] * n
+    voxel_centroids = np.asarray(ndimage.center_of_mass(labels > 0, labels, range(1, n + 1)))
+    world = voxel_centroids @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
+    points = np.asarray([a["centroid_mm"] for a in known], dtype=np.float64)
+    nearest = np.argmin(np.linalg.norm(world[:, None, :] - points[None], axis=-1), axis=1)
+    return [known[i]["kind"] for i in nearest]

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from vertebral_fracture.slicing import SliceStack, assemble_volume
 from vertebral_fracture.training.data import neighbour_indices
+from vertebral_fracture.training.loop import MEMORY_FORMAT
 
 
 @torch.inference_mode()
@@ -37,7 +38,7 @@ def predict_slices(
     Returns:
         (N, H, W) float32 probabilities in [0, 1].
     """
-    model.eval().to(device)
+    model.eval().to(device, memory_format=MEMORY_FORMAT)
     n = len(stack.images)
     out = np.empty(stack.images.shape, dtype=np.float32)
     starts = range(0, n, batch_size)
@@ -50,7 +51,7 @@ def predict_slices(
     ):
         indices = range(start, min(start + batch_size, n))
         batch = np.stack([stack.images[neighbour_indices(i, n, in_channels)] for i in indices])
-        x = torch.from_numpy(batch.astype(np.float32)).to(device)
+        x = torch.from_numpy(batch.astype(np.float32)).to(device, memory_format=MEMORY_FORMAT)
         out[start : start + len(indices)] = (
             model.fracture_probability(x)[:, 0].float().cpu().numpy()
         )

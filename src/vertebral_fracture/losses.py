@@ -202,6 +202,27 @@ class MultiTaskLoss(nn.Module):
             smooth=self.tversky_smooth,
         )
 
+    def deeply_supervised_loss(
+        self, seg_logits: tuple[torch.Tensor, ...], mask_target: torch.Tensor
+    ) -> torch.Tensor:
+        """Segmentation loss over the full-resolution logits and any coarser auxiliary ones.
+
+        Auxiliary logits are upsampled (bilinear) to the mask, so every scale is scored against
+        the same full-resolution mask; scale ``k`` (0 = full resolution) weighs ``2**-k``, the
+        weights normalised to sum to 1 (nnU-Net's scheme, Isensee et al. 2021), so the term
+        keeps the scale of a single loss. With one logit map this is the plain loss.
+        """
+        weights = torch.tensor([2.0**-k for k in range(len(seg_logits))])
+        weights = weights / weights.sum()
+        total = seg_logits[0].new_zeros(())
+        for weight, logit in zip(weights.tolist(), seg_logits, strict=True):
+            if logit.shape[-2:] != mask_target.shape[-2:]:
+                logit = F.interpolate(
+                    logit, size=mask_target.shape[-2:], mode="bilinear", align_corners=False
+                )
+            total = total + weight * self.segmentation_loss(logit, mask_target)
+        return total
+
     def forward(
         self, logits: SliceLogits, class_target: torch.Tensor, mask_target: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -212,7 +233,9 @@ class MultiTaskLoss(nn.Module):
         if logits.seg_logit is None:
             seg_loss = class_loss.new_zeros(())
         else:
-            seg_loss = self.segmentation_loss(logits.seg_logit, mask_target)
+            seg_loss = self.deeply_supervised_loss(
+                (logits.seg_logit, *logits.aux_seg_logits), mask_target
+            )
         total = self.class_weight * class_loss + self.seg_weight * seg_loss
         return {"total": total, "class": class_loss, "seg": seg_loss}
 

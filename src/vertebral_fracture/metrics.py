@@ -16,7 +16,7 @@ Convention everywhere: a score ``>= threshold`` is predicted positive.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,11 +137,67 @@ def average_precision(hist: ScoreHistogram) -> float:
     warns and returns a meaningless value), so such cases must be excluded, not averaged.
     """
     _, tp, fp = hist.descending_counts()
+    return _average_precision(tp, fp)
+
+
+def _average_precision(tp: np.ndarray, fp: np.ndarray) -> float:
+    """AP from cumulative true/false positive counts at decreasing thresholds."""
     if tp.size == 0 or tp[-1] == 0:
         return float("nan")
-    precision = tp / (tp + fp)
+    precision = tp / np.maximum(tp + fp, 1)
     recall_gain = np.diff(tp, prepend=0) / tp[-1]
     return float(np.sum(recall_gain * precision))
+
+
+def bootstrap_average_precision(
+    case_histograms: Mapping[str, Sequence[ScoreHistogram]],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Pooled voxel AP of each method on case-level bootstrap resamples.
+
+    Cases, not voxels, are the independent units (neighbouring voxels of a scan are strongly
+    correlated, so a voxel bootstrap would give far too narrow intervals): each resample draws
+    as many cases as there are, with replacement, and pools their histograms (Efron &
+    Tibshirani, "An Introduction to the Bootstrap", 1993). Every method gets the same draws
+    (a paired bootstrap), so ``samples[a] - samples[b]`` is the bootstrap distribution of the
+    difference between two methods on the same cases.
+
+    Args:
+        case_histograms: method -> one histogram per case; the same cases in the same order
+            for every method.
+        n_resamples: number of bootstrap resamples.
+        seed: seed of the case draws.
+
+    Returns:
+        method -> ``(n_resamples,)`` float64 AP samples (nan for a resample without positive
+        voxels; summarise with ``np.nanpercentile``).
+    """
+    sizes = {len(histograms) for histograms in case_histograms.values()}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(f"every method needs the same, non-zero number of cases, got {sizes}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    n_cases = sizes.pop()
+    rng = np.random.default_rng(seed)
+    # weights[r, c]: how often case c is drawn in resample r (float: BLAS matrix products)
+    weights = rng.multinomial(n_cases, np.full(n_cases, 1.0 / n_cases), size=n_resamples)
+    weights = weights.astype(np.float64)
+    samples = {}
+    for method, histograms in case_histograms.items():
+        positives = np.stack([h.positives for h in histograms])
+        negatives = np.stack([h.negatives for h in histograms])
+        occupied = np.flatnonzero((positives + negatives).sum(axis=0))[::-1]  # descending
+        positives = positives[:, occupied].astype(np.float64)
+        negatives = negatives[:, occupied].astype(np.float64)
+        ap = np.empty(n_resamples)
+        for r in range(n_resamples):
+            tp = np.cumsum(weights[r] @ positives)
+            fp = np.cumsum(weights[r] @ negatives)
+            ap[r] = _average_precision(tp, fp)
+        samples[method] = ap
+    return samples
 
 
 def precision_recall_curve(hist: ScoreHistogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -27,6 +27,8 @@ def build_model(
     in_channels: int = 1,
     dropout: float = 0.2,
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+    attention_gates: bool = True,
+    deep_supervision: bool = False,
     pretrained_weights: str | Path | None = None,
 ) -> nn.Module:
     """Build a slice model by name.
@@ -41,6 +43,9 @@ def build_model(
         in_channels: input channels ``C``.
         dropout: dropout probability before the classification FC, in ``[0, 1)``.
         decoder_channels: channels of the five decoder stages (multitask only).
+        attention_gates: gate the decoder's skips (multitask only; ``False`` for ablations).
+        deep_supervision: auxiliary segmentation heads on coarser decoder stages (multitask
+            only).
         pretrained_weights: optional path of a local torchvision state_dict for the encoder.
 
     Raises:
@@ -54,6 +59,8 @@ def build_model(
             in_channels=in_channels,
             dropout=dropout,
             decoder_channels=tuple(decoder_channels),
+            attention_gates=attention_gates,
+            deep_supervision=deep_supervision,
             pretrained_weights=pretrained_weights,
         )
     if architecture == "baseline":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
-from scipy.ndimage import binary_dilation, gaussian_filter
+from scipy.ndimage import binary_dilation, center_of_mass, gaussian_filter
 from tqdm.auto import tqdm
 
 from .anatomy import (
@@ -41,7 +41,10 @@ class Phantom:
 
     ``ct`` is int16 HU, ``fracture_mask`` uint8 {0, 1} and ``tissue_labels`` uint8 ``Tissue``
     codes (noise-free ground truth of the tissue classes), all with the same shape and affine
-    in the stored ``orientation``.
+    in the stored ``orientation``. Each entry of ``fractures`` gives the fracture's ``kind``,
+    ``vertebra``, mask ``voxels`` and ``centroid_mm`` (world coordinates of its mask's centre,
+    ``None`` when no voxel of it survived), so lesions found in the mask can be traced back
+    to their kind.
     """
 
     case_id: str
@@ -344,6 +347,14 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
     counts = np.bincount(canvas.fracture_ids.ravel(), minlength=len(names) + 1)
     affine = np.diag(np.append(spacing, 1.0))
     affine[:3, 3] = origin
+    ids = range(1, len(names) + 1)
+    # world (scanner) coordinates: the same whatever orientation the volume is stored in
+    centroids = [
+        origin + spacing * np.asarray(c) if counts[i] else None
+        for i, c in zip(
+            ids, center_of_mass(canvas.fracture_ids > 0, canvas.fracture_ids, ids), strict=True
+        )
+    ]
     found = [f"{d.kind}:{name}" for name, ds in distractors.items() for d in ds]
     if any(vt.osteoporotic for vt in verts):
         found.append("osteoporosis")
@@ -352,8 +363,13 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
         ct=store(ct, affine, orientation),
         fracture_mask=store((canvas.fracture_ids > 0).astype(np.uint8), affine, orientation),
         fractures=[
-            {"kind": fractures[n].kind, "vertebra": n, "voxels": int(counts[i + 1])}
-            for i, n in enumerate(names)
+            {
+                "kind": fractures[n].kind,
+                "vertebra": n,
+                "voxels": int(counts[i + 1]),
+                "centroid_mm": None if c is None else [round(float(v), 2) for v in c],
+            }
+            for i, (n, c) in enumerate(zip(names, centroids, strict=True))
         ],
         distractors=found,
         orientation=orientation,

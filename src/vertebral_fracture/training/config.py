@@ -8,7 +8,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Parameters that fix the network's shape: a checkpoint only loads where these match.
-ARCHITECTURE_KEYS: tuple[str, ...] = ("architecture", "encoder", "in_channels", "slice_size")
+ARCHITECTURE_KEYS: tuple[str, ...] = (
+    "architecture",
+    "encoder",
+    "in_channels",
+    "slice_size",
+    "attention_gates",
+    "deep_supervision",
+)
 
 
 class _Strict(BaseModel):
@@ -50,6 +57,12 @@ class TrainingParams(_Strict):
     )
     slice_size: int = Field(256, ge=32, description="slice height = width; multiple of 32")
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    attention_gates: bool = Field(
+        True, description="multitask: attention-gated skips (False = plain U-Net, an ablation)"
+    )
+    deep_supervision: bool = Field(
+        False, description="multitask: auxiliary segmentation losses on coarser decoder stages"
+    )
     pretrained_weights: str | None = Field(
         None, description="path to encoder weights for build_model (None = random init)"
     )

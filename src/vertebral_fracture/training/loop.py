@@ -54,6 +54,9 @@ HISTORY_COLUMNS = (
     "lr",
     "seconds",
 )
+# NHWC tensors: oneDNN (CPU) and cuDNN run these convolutions faster than NCHW (2 CPU cores,
+# resnet18 U-Net on 16x1x128x128: forward+backward 0.58 -> 0.45 s, inference 0.26 -> 0.16 s).
+MEMORY_FORMAT = torch.channels_last
 # Parameters that may change between a run and its resumption without a warning.
 _RESUME_FREE_KEYS = {"resume", "max_epochs", "num_threads", "num_workers", "device"}
 
@@ -114,6 +117,8 @@ def build_model_from_params(
         encoder=p["encoder"],
         in_channels=int(p["in_channels"]),
         dropout=float(p.get("dropout", 0.2)),
+        attention_gates=bool(p.get("attention_gates", True)),
+        deep_supervision=bool(p.get("deep_supervision", False)),
         pretrained_weights=p.get("pretrained_weights") if load_pretrained else None,
     )
 
@@ -127,7 +132,9 @@ def build_loss(params: TrainingParams) -> MultiTaskLoss:
 def _to_float32(logits: Any) -> Any:
     seg = logits.seg_logit
     return logits._replace(
-        class_logit=logits.class_logit.float(), seg_logit=None if seg is None else seg.float()
+        class_logit=logits.class_logit.float(),
+        seg_logit=None if seg is None else seg.float(),
+        aux_seg_logits=tuple(aux.float() for aux in logits.aux_seg_logits),
     )
 
 
@@ -144,6 +151,7 @@ def train_step(
 ) -> float:
     """One optimizer step on ``(images, class_targets, masks)``; returns the total loss."""
     images, class_target, mask = (t.to(device, non_blocking=True) for t in batch)
+    images = images.contiguous(memory_format=MEMORY_FORMAT)
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
         logits = model(images)
@@ -189,6 +197,7 @@ def evaluate(
     has_seg = True
     for batch in loader:
         images, class_target, mask = (t.to(device, non_blocking=True) for t in batch)
+        images = images.contiguous(memory_format=MEMORY_FORMAT)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
             logits = model(images)
         logits = _to_float32(logits)
@@ -316,7 +325,9 @@ def check_checkpoint_compatible(
     problems = [
         f"{key} is {stored.get(key)!r} in the checkpoint but {wanted[key]!r} is expected"
         for key in ARCHITECTURE_KEYS
-        if key in wanted and stored.get(key) != wanted[key]
+        # keys added after a checkpoint was written hold their default there
+        if key in wanted
+        and stored.get(key, TrainingParams.model_fields[key].default) != wanted[key]
     ]
     if problems:
         raise IncompatibleCheckpointError("incompatible checkpoint: " + "; ".join(problems))
@@ -480,7 +491,9 @@ def train(
     with _runtime_settings(device, params.resolved_num_threads()):
         torch.manual_seed(params.seed)
         # when resuming, every weight comes from the checkpoint: skip the pretrained file
-        model = build_model_from_params(params, load_pretrained=not resuming).to(device)
+        model = build_model_from_params(params, load_pretrained=not resuming).to(
+            device, memory_format=MEMORY_FORMAT
+        )
         loss_fn = build_loss(params)
         optimizer = torch.optim.Adam(
             model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay

@@ -26,20 +26,29 @@ class AttentionDecoderBlock(nn.Module):
     The gating signal is the incoming (coarser) decoder feature before upsampling, as in
     Attention U-Net (Oktay et al. 2018, arXiv:1804.03999). With ``skip_channels=0`` the block has
     no skip connection and no gate: it only upsamples x2 and applies the two convolutions (used for
-    the last stage that restores the input resolution).
+    the last stage that restores the input resolution). With ``attention_gate=False`` the skip is
+    concatenated as it is (a plain U-Net stage, for ablations).
 
     Args:
         in_channels: channels of the incoming decoder feature.
         skip_channels: channels of the encoder skip feature, or 0 for no skip.
         out_channels: channels produced by the block.
+        attention_gate: filter the skip with an :class:`AttentionGate` before concatenation.
 
     Shapes:
         x: ``(B, in_channels, h, w)``; skip: ``(B, skip_channels, Hs, Ws)`` or ``None``.
         Returns ``(y, alpha)``: ``y`` is ``(B, out_channels, Hs, Ws)`` (``(2h, 2w)`` without skip),
-        ``alpha`` is the ``(B, 1, Hs, Ws)`` attention map or ``None`` without skip.
+        ``alpha`` is the ``(B, 1, Hs, Ws)`` attention map, or ``None`` without a gate.
     """
 
-    def __init__(self, *, in_channels: int, skip_channels: int, out_channels: int) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        attention_gate: bool = True,
+    ) -> None:
         super().__init__()
         if in_channels < 1 or out_channels < 1 or skip_channels < 0:
             raise ValueError(
@@ -52,22 +61,24 @@ class AttentionDecoderBlock(nn.Module):
                 skip_channels=skip_channels,
                 inter_channels=max(skip_channels // 2, 1),
             )
-            if skip_channels
+            if skip_channels and attention_gate
             else None
         )
+        self.skip_channels = skip_channels
         self.conv1 = Conv2dBNReLU(in_channels + skip_channels, out_channels)
         self.conv2 = Conv2dBNReLU(out_channels, out_channels)
 
     def forward(
         self, x: torch.Tensor, skip: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if (skip is None) != (self.attention is None):
+        if (skip is None) != (self.skip_channels == 0):
             raise ValueError("skip must be given exactly when the block has skip_channels > 0")
         alpha = None
         if skip is None:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         else:
-            gated, alpha = self.attention(x, skip)
+            if self.attention is not None:
+                skip, alpha = self.attention(x, skip)
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = torch.cat([x, gated], dim=1)
+            x = torch.cat([x, skip], dim=1)
         return self.conv2(self.conv1(x)), alpha

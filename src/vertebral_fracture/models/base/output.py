@@ -15,10 +15,14 @@ class SliceLogits(NamedTuple):
         class_logit: ``(B,)`` slice-level fracture logit.
         seg_logit: ``(B, 1, H, W)`` pixel-level fracture logits at input resolution, or ``None``
             for classification-only models.
+        aux_seg_logits: deep-supervision logits of coarser decoder stages, finest first, each
+            ``(B, 1, H / 2**k, W / 2**k)``; only in training mode of a model built with deep
+            supervision, else empty.
     """
 
     class_logit: torch.Tensor
     seg_logit: torch.Tensor | None
+    aux_seg_logits: tuple[torch.Tensor, ...] = ()
 
 
 class SliceModel(nn.Module):

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vertebral_fracture.evaluation import LesionThresholdSearch
 from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse
 from vertebral_fracture.metrics import ScoreHistogram, best_f1_operating_point
 from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
@@ -97,6 +98,42 @@ def select_thresholds(
         else:
             thresholds[method] = float(best_f1_operating_point(histogram)["threshold"])
     return thresholds
+
+
+def select_lesion_thresholds(
+    raw_scans: LazyImages,
+    case_index: list[dict],
+    voxel_thresholds: dict[str, float],
+    *fused: LazyImages,
+) -> dict[str, float]:
+    """Per fused method, the threshold whose components are its lesion candidates.
+
+    Chosen on the validation cases for the best FROC sensitivity at 1 false positive per scan
+    (``evaluation.LesionThresholdSearch``) among a log-spaced grid and the method's voxel
+    threshold; methods without validation fractures keep their voxel threshold.
+    """
+    by_case = fused_by_case(fused)
+    searches = {
+        method: LesionThresholdSearch(voxel_thresholds[method])
+        for methods in by_case.values()
+        for method in methods
+    }
+    for record in case_index:
+        if record["split"] != "val" or not record["mask"] or record["case_id"] not in by_case:
+            continue
+        gt = np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0
+        for method, load in by_case[record["case_id"]].items():
+            searches[method].add_case(np.asanyarray(load().dataobj, dtype=np.float32), gt)
+    chosen = {}
+    for method, search in sorted(searches.items()):
+        chosen[method] = search.best()
+        logger.info(
+            "%s: lesion candidates at %.3g (voxel threshold %.3g)",
+            method,
+            chosen[method],
+            voxel_thresholds[method],
+        )
+    return chosen
 
 
 def label_maps(

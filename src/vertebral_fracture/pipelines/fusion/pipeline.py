@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from vertebral_fracture.pipelines.fusion.nodes import fuse_views, label_maps, select_thresholds
+from vertebral_fracture.pipelines.fusion.nodes import (
+    fuse_views,
+    label_maps,
+    select_lesion_thresholds,
+    select_thresholds,
+)
 from vertebral_fracture.pipelines.views import VARIANTS, VIEWS, bind
 
 
@@ -28,6 +33,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["raw_scans", "case_index", *fused],
                 outputs="fusion_thresholds",
                 name="select_thresholds",
+            ),
+            Node(
+                select_lesion_thresholds,
+                inputs=["raw_scans", "case_index", "fusion_thresholds", *fused],
+                outputs="lesion_thresholds",
+                name="select_lesion_thresholds",
             ),
             Node(
                 label_maps,

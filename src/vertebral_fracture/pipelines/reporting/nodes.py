@@ -44,9 +44,16 @@ def _array(load: Callable[[], nib.Nifti1Image]) -> np.ndarray:
 
 
 def evaluate_methods(
-    raw_scans: LazyImages, case_index: list[dict], thresholds: dict[str, float], *fused: LazyImages
+    raw_scans: LazyImages,
+    case_index: list[dict],
+    thresholds: dict[str, float],
+    lesion_thresholds: dict[str, float],
+    *fused: LazyImages,
 ) -> tuple[dict, pd.DataFrame, str, dict[str, Figure]]:
     """Voxel and lesion metrics of every fused method on the labelled test cases.
+
+    Voxel figures use each method's validation voxel threshold; lesion detection and FROC
+    use the components at its validation lesion threshold.
 
     Returns ``metrics.json`` content, the per-case table, the markdown comparison table and
     the precision-recall and FROC figures.
@@ -64,7 +71,7 @@ def evaluate_methods(
         )
         for r in tests
     )
-    scores = score_methods(cases, thresholds)
+    scores = score_methods(cases, thresholds, lesion_thresholds)
     methods = {name: s.summary() for name, s in scores.items()}
     case_rows = [dict(row, method=name) for name, s in scores.items() for row in s.cases]
     case_table = pd.DataFrame(

@@ -19,7 +19,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 evaluate_methods,
-                inputs=["raw_scans", "case_index", "fusion_thresholds", *fused],
+                inputs=[
+                    "raw_scans",
+                    "case_index",
+                    "fusion_thresholds",
+                    "lesion_thresholds",
+                    *fused,
+                ],
                 outputs=["metrics", "case_metrics", "comparison_table", "evaluation_plots"],
                 name="evaluate_methods",
             ),
