@@ -210,6 +210,29 @@ def test_sampler_positive_fraction_and_reproducibility() -> None:
     assert len(list(negatives_only)) == 20 and negatives_only.num_positives == 0
 
 
+def test_lesion_balanced_sampling_draws_each_lesion_alike() -> None:
+    """A collapse on 8 slices and a break on 1 slice are drawn equally often."""
+    n, size = 12, 32
+    images = np.zeros((n, size, size), dtype=np.float16)
+    masks = np.zeros((n, size, size), dtype=np.uint8)
+    masks[1:9, 4:12, 4:12] = 1  # large lesion: slices 1-8
+    masks[10, 20:22, 20:30] = 1  # thin lesion: slice 10 only
+    stack = SliceStack("a", "axial", images, masks, np.arange(n, dtype=np.int32))
+    ds = SliceDataset([stack], in_channels=1)
+    weights = ds.lesion_balanced_weights()
+    np.testing.assert_allclose(weights[1:9], 1 / 8)
+    assert weights[10] == 1.0 and weights[[0, 9, 11]].sum() == 0
+    sampler = BalancedSliceSampler(
+        ds.labels, num_samples=4000, positive_fraction=0.5, seed=1, positive_weights=weights
+    )
+    drawn = np.array([i for i, _ in sampler])
+    thin, large = np.sum(drawn == 10), np.isin(drawn, range(1, 9)).sum()
+    assert abs(thin / (thin + large) - 0.5) < 0.05  # slice-uniform would give 1/9
+    assert abs(ds.labels[drawn].mean() - 0.5) <= 0.01
+    with pytest.raises(ValueError, match="one non-negative weight per slice"):
+        BalancedSliceSampler(ds.labels, 10, 0.5, positive_weights=weights[:3])
+
+
 # --------------------------------------------------------------------------- loop pieces
 
 

@@ -82,6 +82,13 @@ class TrainingParams(_Strict):
     positive_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="share of fracture slices drawn per epoch"
     )
+    positive_sampling: Literal["slice", "lesion"] = Field(
+        "slice",
+        description=(
+            "how fracture slices are drawn: every slice alike, or every lesion (3D component "
+            "of the mask) alike, so small lesions spanning few slices are not drowned out"
+        ),
+    )
 
     augmentation: AugmentationParams = Field(default_factory=AugmentationParams)
     lr_scheduler: LrSchedulerParams = Field(default_factory=LrSchedulerParams)

@@ -466,7 +466,13 @@ def train(
     bs = params.batch_size
     steps = params.steps_per_epoch or -(-len(train_ds) // bs)
     sampler = BalancedSliceSampler(
-        train_ds.labels, steps * bs, params.positive_fraction, params.seed
+        train_ds.labels,
+        steps * bs,
+        params.positive_fraction,
+        params.seed,
+        positive_weights=(
+            train_ds.lesion_balanced_weights() if params.positive_sampling == "lesion" else None
+        ),
     )
     pin = device.type == "cuda"
     train_loader = DataLoader(

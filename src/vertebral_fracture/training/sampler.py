@@ -2,7 +2,10 @@
 
 Fracture slices are rare, so each epoch draws ``num_samples`` slices of which
 ``round(num_samples * positive_fraction)`` are positives. Within each class, slices are taken
-from successive random permutations (every slice once before any repeats). Together with each
+from successive random permutations (every slice once before any repeats), or, with
+``positive_weights``, positives are drawn with those probabilities (e.g. the same total for
+every lesion, so a thin break on a few slices is seen as often as a collapse on many; see
+``SliceDataset.lesion_balanced_weights``). Together with each
 index the sampler yields an augmentation seed, so augmentation does not depend on DataLoader
 workers or on what ran before: epoch ``e`` of seed ``s`` is always the same sequence.
 """
@@ -41,6 +44,7 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
         num_samples: int,
         positive_fraction: float,
         seed: int = 0,
+        positive_weights: np.ndarray | None = None,
     ) -> None:
         labels = np.asarray(labels).reshape(-1)
         if len(labels) == 0:
@@ -71,6 +75,15 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
             n_pos = self.num_samples
         self.num_positives = n_pos
         self.positive_fraction = n_pos / self.num_samples
+        self.positive_p = None
+        if positive_weights is not None:
+            weights = np.asarray(positive_weights, dtype=np.float64).reshape(-1)
+            if weights.shape != labels.shape or (weights < 0).any():
+                raise ValueError("positive_weights must be one non-negative weight per slice")
+            weights = weights[self.positives]
+            if len(weights) and weights.sum() <= 0:
+                raise ValueError("positive_weights are all zero on the positive slices")
+            self.positive_p = weights / weights.sum() if len(weights) else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -78,7 +91,10 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
     def indices(self, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The epoch's ``(indices, augmentation_seeds)`` arrays."""
         rng = epoch_rng(self.seed, self.epoch if epoch is None else epoch, stream=1)
-        pos = _draw(self.positives, self.num_positives, rng)
+        if self.positive_p is None:
+            pos = _draw(self.positives, self.num_positives, rng)
+        else:
+            pos = rng.choice(self.positives, size=self.num_positives, p=self.positive_p)
         neg = _draw(self.negatives, self.num_samples - self.num_positives, rng)
         order = rng.permutation(np.concatenate([pos, neg]).astype(np.int64))
         seeds = rng.integers(0, 2**31 - 1, size=len(order), dtype=np.int64)
