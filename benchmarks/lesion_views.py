@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from vertebral_fracture.evaluation import lesion_kinds
+from vertebral_fracture.metrics import LESION_CONNECTIVITY
 
 VIEWS = ("axial", "coronal", "sagittal")
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds = lesion_kinds(gt, mask_image.affine, fractures.get(record["case_id"], []))
         if not kinds:
             continue
-        lesions, n = ndimage.label(gt, structure=np.ones((3, 3, 3), bool))
+        lesions, n = ndimage.label(gt, structure=LESION_CONNECTIVITY)
         case = f"{record['case_id']}.nii.gz"
         volumes = [_array(probabilities / view / case) for view in VIEWS]
         volumes.append(_array(fused_folder / case))

@@ -240,19 +240,15 @@ def score_all_methods(context: Any) -> dict[str, Any]:
     bootstrap intervals of PR-AUC, and lesion detection per fracture kind.
     """
     from vertebral_fracture.evaluation import (
-        LesionThresholdSearch,
+        choose_lesion_thresholds,
+        choose_voxel_thresholds,
         lesion_kinds,
         score_methods,
     )
     from vertebral_fracture.fusion import fuse
-    from vertebral_fracture.inference import predict_volume
-    from vertebral_fracture.metrics import (
-        ScoreHistogram,
-        best_f1_operating_point,
-        bootstrap_average_precision,
-    )
+    from vertebral_fracture.inference import predict_on_scan_grid
+    from vertebral_fracture.metrics import bootstrap_average_precision
     from vertebral_fracture.pipelines.fusion.nodes import fused_by_case
-    from vertebral_fracture.preprocessing import to_native
     from vertebral_fracture.training import load_model_from_checkpoint, resolve_device
 
     catalog, params = context.catalog, plain_params(context)
@@ -270,21 +266,19 @@ def score_all_methods(context: Any) -> dict[str, Any]:
     }
 
     def extra_volume(variant: str, record: dict) -> np.ndarray:
-        volumes = []
-        for view in VIEWS:
-            model = models[variant, view]
-            stack = slices[view][record["case_id"]]()
-            canonical = predict_volume(
-                model,
-                stack,
-                in_channels=model.in_channels,
+        volumes = [
+            predict_on_scan_grid(
+                models[variant, view],
+                slices[view][record["case_id"]](),
+                record,
+                in_channels=models[variant, view].in_channels,
                 batch_size=inference["batch_size"],
                 device=device,
                 progress=False,
             )
-            native = to_native(canonical, stack.affine, record["affine"], record["shape"])
-            volumes.append(_array(native))
-        return fuse(volumes, "product")
+            for view in VIEWS
+        ]
+        return fuse([_array(v) for v in volumes], "product")
 
     def computed(record: dict) -> dict[str, np.ndarray]:
         out = {m: extra_volume(v, record) for m, v in extras.items()}
@@ -295,21 +289,17 @@ def score_all_methods(context: Any) -> dict[str, Any]:
     # validation predictions stay in memory (a few val cases): the lesion-threshold search
     # needs each method's voxel threshold, which needs all of them first
     validation = [
-        (_array(raw[r["mask"]]()) > 0, computed(r)) for r in labelled if r["split"] == "val"
+        (_array(raw[r["mask"]]()) > 0, {m: _const(p) for m, p in computed(r).items()})
+        for r in labelled
+        if r["split"] == "val"
     ]
-    thresholds = dict(catalog.load("fusion_thresholds"))
-    lesion_thresholds = dict(catalog.load("lesion_thresholds"))
-    for method in (*extras, FLOOR):
-        # as pipelines/fusion select_thresholds and select_lesion_thresholds
-        histogram = ScoreHistogram()
-        for gt, predictions in validation:
-            histogram.update(predictions[method], gt)
-        point = best_f1_operating_point(histogram) if histogram.n_positive else None
-        thresholds[method] = float(point["threshold"]) if point else 0.5
-        search = LesionThresholdSearch(thresholds[method])
-        for gt, predictions in validation:
-            search.add_case(predictions[method], gt)
-        lesion_thresholds[method] = search.best()
+    # chosen as the fusion pipeline chooses them for its own methods
+    voxel = choose_voxel_thresholds(validation, (*extras, FLOOR))
+    thresholds = {**catalog.load("fusion_thresholds"), **voxel}
+    lesion_thresholds = {
+        **catalog.load("lesion_thresholds"),
+        **choose_lesion_thresholds(validation, voxel),
+    }
     del validation
 
     tests = [r for r in labelled if r["split"] == "test"]
@@ -506,14 +496,13 @@ def _measure_train_speed(spec: dict) -> dict:
 def _measure_infer_speed(spec: dict) -> dict:
     """Seconds to infer one test volume with the trained models of the three views.
 
-    Per view: slice-wise prediction (``inference.predict_volume``) and resampling back to the
-    scan's grid (``preprocessing.to_native``); stacks are read before the clock starts, and
+    Per view: slice-wise prediction and resampling back to the scan's grid
+    (``inference.predict_on_scan_grid``); stacks are read before the clock starts, and
     one warm-up batch runs first.
     """
     import torch
 
-    from vertebral_fracture.inference import predict_volume
-    from vertebral_fracture.preprocessing import to_native
+    from vertebral_fracture.inference import predict_on_scan_grid
     from vertebral_fracture.training import load_model_from_checkpoint, resolve_device
 
     context = bench_context(Path.cwd())
@@ -540,15 +529,15 @@ def _measure_infer_speed(spec: dict) -> dict:
         _sync(device)
         start = time.perf_counter()
         for model, channels, stack in work:
-            volume = predict_volume(
+            predict_on_scan_grid(
                 model,
                 stack,
+                record,
                 in_channels=channels,
                 batch_size=inference["batch_size"],
                 device=device,
                 progress=False,
             )
-            to_native(volume, stack.affine, record["affine"], record["shape"])
         _sync(device)
         timings.append(time.perf_counter() - start)
     seconds = min(timings)

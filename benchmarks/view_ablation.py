@@ -28,7 +28,7 @@ from kedro.framework.startup import bootstrap_project
 from scipy import ndimage
 
 from vertebral_fracture.inference import predict_slices
-from vertebral_fracture.metrics import ScoreHistogram, average_precision
+from vertebral_fracture.metrics import LESION_CONNECTIVITY, ScoreHistogram, average_precision
 from vertebral_fracture.pipelines.training.nodes import load_split
 from vertebral_fracture.training import TrainingParams, train
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 result.model, stack, in_channels=params.in_channels, progress=False
             )
             histogram.update(prob, stack.masks > 0)
-            lesions, n = ndimage.label(stack.masks > 0, structure=np.ones((3, 3, 3), bool))
+            lesions, n = ndimage.label(stack.masks > 0, structure=LESION_CONNECTIVITY)
             if n:
                 lesion_max.extend(ndimage.maximum(prob, lesions, np.arange(1, n + 1)).tolist())
         results.append(

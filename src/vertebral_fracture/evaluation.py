@@ -7,6 +7,7 @@ component lists.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from vertebral_fracture.metrics import (
+    LESION_CONNECTIVITY,
     LesionDetections,
     ScoreHistogram,
     average_precision,
@@ -24,6 +26,8 @@ from vertebral_fracture.metrics import (
     operating_point_at,
     precision_recall_curve,
 )
+
+logger = logging.getLogger(__name__)
 
 FROC_RATES = (0.5, 1, 2, 4, 8)
 #: Candidate thresholds that form lesion candidates: 10^(-k/2), k = 1..18 (0.32 down to 1e-9;
@@ -204,6 +208,44 @@ class LesionThresholdSearch:
         return max(ranked)[2] if ranked else self.voxel_threshold
 
 
+#: One validation case: its ground-truth mask and, per method, a loader of its probabilities.
+ValidationCase = tuple[np.ndarray, Mapping[str, Callable[[], np.ndarray]]]
+
+
+def choose_voxel_thresholds(
+    cases: Iterable[ValidationCase], methods: Iterable[str]
+) -> dict[str, float]:
+    """Per method, the threshold maximising pooled voxel F1 on the validation ``cases``.
+
+    This is the operating point a user deploying the model gets; test cases never choose it.
+    A method without validation fracture voxels gets 0.5 (with a warning).
+    """
+    histograms = {method: ScoreHistogram() for method in methods}
+    for gt, predictions in cases:
+        for method, load in predictions.items():
+            histograms[method].update(load(), gt)
+    thresholds = {}
+    for method, histogram in sorted(histograms.items()):
+        if histogram.n_positive == 0:
+            logger.warning("%s: no validation fracture voxels; threshold defaults to 0.5.", method)
+            thresholds[method] = 0.5
+        else:
+            thresholds[method] = float(best_f1_operating_point(histogram)["threshold"])
+    return thresholds
+
+
+def choose_lesion_thresholds(
+    cases: Iterable[ValidationCase], voxel_thresholds: Mapping[str, float]
+) -> dict[str, float]:
+    """Per method, the threshold forming its lesion candidates (:class:`LesionThresholdSearch`
+    over the validation ``cases``, seeded with the method's voxel threshold)."""
+    searches = {m: LesionThresholdSearch(t) for m, t in voxel_thresholds.items()}
+    for gt, predictions in cases:
+        for method, load in predictions.items():
+            searches[method].add_case(load(), gt)
+    return {method: search.best() for method, search in sorted(searches.items())}
+
+
 def lesion_kinds(
     gt_mask: np.ndarray, affine: np.ndarray, annotations: Sequence[Mapping]
 ) -> list[str | None]:
@@ -219,7 +261,7 @@ def lesion_kinds(
         affine: (4, 4) voxel-to-world affine of ``gt_mask``.
         annotations: dicts with ``kind`` and ``centroid_mm`` (``None`` entries are skipped).
     """
-    labels, n = ndimage.label(gt_mask != 0, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, n = ndimage.label(gt_mask != 0, structure=LESION_CONNECTIVITY)
     known = [a for a in annotations if a.get("centroid_mm") is not None]
     if n == 0 or not known:
         return [None] * n

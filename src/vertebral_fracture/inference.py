@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vertebral_fracture.preprocessing import to_native
 from vertebral_fracture.slicing import SliceStack, assemble_volume
 from vertebral_fracture.training.data import neighbour_indices
 from vertebral_fracture.training.loop import MEMORY_FORMAT
@@ -61,6 +63,16 @@ def predict_slices(
 def predict_volume(model: nn.Module, stack: SliceStack, **kwargs) -> np.ndarray:
     """(X, Y, Z) float32 probabilities on the stack's canonical grid (see ``predict_slices``)."""
     return assemble_volume(predict_slices(model, stack, **kwargs), stack)
+
+
+def predict_on_scan_grid(
+    model: nn.Module, stack: SliceStack, record: dict, **kwargs
+) -> nib.Nifti1Image:
+    """Probabilities of one view resampled onto the input scan's own grid (``record``'s affine
+    and shape, as in the case index): float32, overlays the scan in 3D Slicer or ITK-SNAP.
+    Keyword arguments go to ``predict_slices``."""
+    volume = predict_volume(model, stack, **kwargs)
+    return to_native(volume, stack.affine, record["affine"], record["shape"])
 
 
 @torch.inference_mode()

@@ -34,7 +34,8 @@ _ONE_BIN = int(np.float32(1.0).view(np.uint32)) >> _DROPPED_BITS
 N_BINS = _ONE_BIN + 1
 # 4 Mi voxels per chunk bounds temporaries to ~50 MiB whatever the volume size.
 _CHUNK = 1 << 22
-_STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+#: 26-connectivity: voxels touching by a face, an edge or a corner belong to one lesion.
+LESION_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 
 def bin_lower_edges(bins: np.ndarray) -> np.ndarray:
@@ -323,8 +324,8 @@ def detect_lesions(
         empty = np.zeros(0, dtype=np.float64)
         return LesionDetections(empty, np.zeros(0, dtype=bool), empty, empty)
     region = box[0]
-    pred_labels, n_pred = ndimage.label(pred[region], structure=_STRUCTURE_26)
-    gt_labels, n_gt = ndimage.label(gt[region], structure=_STRUCTURE_26)
+    pred_labels, n_pred = ndimage.label(pred[region], structure=LESION_CONNECTIVITY)
+    gt_labels, n_gt = ndimage.label(gt[region], structure=LESION_CONNECTIVITY)
 
     pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
     gt_sizes = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)[1:]

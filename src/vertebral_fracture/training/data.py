@@ -14,6 +14,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from vertebral_fracture.metrics import LESION_CONNECTIVITY
 from vertebral_fracture.slicing import SliceStack
 from vertebral_fracture.training.augmentation import SliceAugmenter
 
@@ -84,7 +85,7 @@ class SliceDataset(Dataset):
         """
         weights = []
         for stack in self.stacks:
-            labels, n = ndimage.label(stack.masks > 0, structure=np.ones((3, 3, 3), bool))
+            labels, n = ndimage.label(stack.masks > 0, structure=LESION_CONNECTIVITY)
             per_slice = np.zeros(len(labels))
             if n:
                 present = np.zeros((len(labels), n + 1), dtype=bool)

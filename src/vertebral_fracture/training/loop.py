@@ -55,7 +55,8 @@ HISTORY_COLUMNS = (
     "seconds",
 )
 # NHWC tensors: oneDNN (CPU) and cuDNN run these convolutions faster than NCHW (2 CPU cores,
-# resnet18 U-Net on 16x1x128x128: forward+backward 0.58 -> 0.45 s, inference 0.26 -> 0.16 s).
+# multitask model on 16x1x128x128: training step 0.63 -> 0.47 s, inference batch 0.15 -> 0.13 s;
+# benchmarks/memory_format.py).
 MEMORY_FORMAT = torch.channels_last
 # Parameters that may change between a run and its resumption without a warning.
 _RESUME_FREE_KEYS = {"resume", "max_epochs", "num_threads", "num_workers", "device"}
@@ -322,12 +323,16 @@ def check_checkpoint_compatible(
     if expected is None:
         return stored
     wanted = expected.model_dump() if isinstance(expected, TrainingParams) else dict(expected)
-    problems = [
-        f"{key} is {stored.get(key)!r} in the checkpoint but {wanted[key]!r} is expected"
+    # keys added after a checkpoint was written hold their default there
+    held = {
+        key: stored.get(key, TrainingParams.model_fields[key].default)
         for key in ARCHITECTURE_KEYS
-        # keys added after a checkpoint was written hold their default there
         if key in wanted
-        and stored.get(key, TrainingParams.model_fields[key].default) != wanted[key]
+    }
+    problems = [
+        f"{key} is {value!r} in the checkpoint but {wanted[key]!r} is expected"
+        for key, value in held.items()
+        if value != wanted[key]
     ]
     if problems:
         raise IncompatibleCheckpointError("incompatible checkpoint: " + "; ".join(problems))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import nibabel as nib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vertebral_fracture.evaluation import LesionThresholdSearch
+from vertebral_fracture.evaluation import (
+    ValidationCase,
+    choose_lesion_thresholds,
+    choose_voxel_thresholds,
+)
 from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse
-from vertebral_fracture.metrics import ScoreHistogram, best_f1_operating_point
 from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
 
 logger = logging.getLogger(__name__)
@@ -74,6 +77,28 @@ def fuse_views(
     }
 
 
+def _validation_cases(
+    raw_scans: LazyImages, case_index: list[dict], by_case: dict[str, LazyImages]
+) -> Iterator[ValidationCase]:
+    """Labelled validation cases one at a time: the mask, and a loader per fused method."""
+    for record in case_index:
+        if record["split"] != "val" or not record["mask"] or record["case_id"] not in by_case:
+            continue
+        gt = np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0  # once for all methods
+        yield (
+            gt,
+            {
+                method: functools.partial(load_voxels, load)
+                for method, load in by_case[record["case_id"]].items()
+            },
+        )
+
+
+def load_voxels(load: Callable[[], nib.Nifti1Image]) -> np.ndarray:
+    """The float32 voxels of a lazily listed NIfTI partition."""
+    return np.asanyarray(load().dataobj, dtype=np.float32)
+
+
 def select_thresholds(
     raw_scans: LazyImages, case_index: list[dict], *fused: LazyImages
 ) -> dict[str, float]:
@@ -83,21 +108,8 @@ def select_thresholds(
     Methods without validation fractures get threshold 0.5.
     """
     by_case = fused_by_case(fused)
-    histograms = {method: ScoreHistogram() for methods in by_case.values() for method in methods}
-    for record in case_index:
-        if record["split"] != "val" or not record["mask"] or record["case_id"] not in by_case:
-            continue
-        gt = np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0  # once for all methods
-        for method, load in by_case[record["case_id"]].items():
-            histograms[method].update(np.asanyarray(load().dataobj, dtype=np.float32), gt)
-    thresholds = {}
-    for method, histogram in sorted(histograms.items()):
-        if histogram.n_positive == 0:
-            logger.warning("%s: no validation fracture voxels; threshold defaults to 0.5.", method)
-            thresholds[method] = 0.5
-        else:
-            thresholds[method] = float(best_f1_operating_point(histogram)["threshold"])
-    return thresholds
+    methods = {method for methods in by_case.values() for method in methods}
+    return choose_voxel_thresholds(_validation_cases(raw_scans, case_index, by_case), methods)
 
 
 def select_lesion_thresholds(
@@ -113,24 +125,14 @@ def select_lesion_thresholds(
     threshold; methods without validation fractures keep their voxel threshold.
     """
     by_case = fused_by_case(fused)
-    searches = {
-        method: LesionThresholdSearch(voxel_thresholds[method])
-        for methods in by_case.values()
-        for method in methods
-    }
-    for record in case_index:
-        if record["split"] != "val" or not record["mask"] or record["case_id"] not in by_case:
-            continue
-        gt = np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0
-        for method, load in by_case[record["case_id"]].items():
-            searches[method].add_case(np.asanyarray(load().dataobj, dtype=np.float32), gt)
-    chosen = {}
-    for method, search in sorted(searches.items()):
-        chosen[method] = search.best()
+    chosen = choose_lesion_thresholds(
+        _validation_cases(raw_scans, case_index, by_case), voxel_thresholds
+    )
+    for method, threshold in chosen.items():
         logger.info(
             "%s: lesion candidates at %.3g (voxel threshold %.3g)",
             method,
-            chosen[method],
+            threshold,
             voxel_thresholds[method],
         )
     return chosen

@@ -8,8 +8,7 @@ from collections.abc import Callable
 import nibabel as nib
 from pydantic import BaseModel, ConfigDict, Field
 
-from vertebral_fracture.inference import predict_volume
-from vertebral_fracture.preprocessing import to_native
+from vertebral_fracture.inference import predict_on_scan_grid
 from vertebral_fracture.slicing import SliceStack
 from vertebral_fracture.training import (
     IncompatibleCheckpointError,
@@ -54,11 +53,14 @@ def predict_view(
     device = resolve_device(params.device)
 
     def probability(record: dict) -> nib.Nifti1Image:
-        stack = slices[record["case_id"]]()
-        volume = predict_volume(
-            network, stack, in_channels=in_channels, batch_size=params.batch_size, device=device
+        return predict_on_scan_grid(
+            network,
+            slices[record["case_id"]](),
+            record,
+            in_channels=in_channels,
+            batch_size=params.batch_size,
+            device=device,
         )
-        return to_native(volume, stack.affine, record["affine"], record["shape"])
 
     wanted = [r for r in case_index if r["split"] in params.splits]
     return {r["case_id"]: functools.partial(probability, r) for r in wanted}

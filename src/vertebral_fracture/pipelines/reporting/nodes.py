@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from vertebral_fracture.evaluation import FROC_RATES, score_methods
 from vertebral_fracture.inference import attention_maps
-from vertebral_fracture.pipelines.fusion.nodes import fused_by_case
+from vertebral_fracture.pipelines.fusion.nodes import fused_by_case, load_voxels
 from vertebral_fracture.reporting import (
     attention_figure,
     froc_figure,
@@ -39,10 +39,6 @@ class ReportingParams(BaseModel):
     picture_cases: int = Field(3, ge=0)
 
 
-def _array(load: Callable[[], nib.Nifti1Image]) -> np.ndarray:
-    return np.asanyarray(load().dataobj, dtype=np.float32)
-
-
 def evaluate_methods(
     raw_scans: LazyImages,
     case_index: list[dict],
@@ -63,9 +59,9 @@ def evaluate_methods(
     cases = (
         (
             r["case_id"],
-            functools.partial(_array, raw_scans[r["mask"]]),
+            functools.partial(load_voxels, raw_scans[r["mask"]]),
             {
-                m: functools.partial(_array, load)
+                m: functools.partial(load_voxels, load)
                 for m, load in by_case.get(r["case_id"], {}).items()
             },
         )
