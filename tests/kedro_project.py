@@ -11,9 +11,15 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
+from vertebral_fracture.pipelines.views import VIEWS
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The tiny project runs the default variants plus the ablation, which only the parameters
+#: add (variants are configuration, not code).
+VARIANTS: tuple[str, ...] = (
+    *yaml.safe_load((ROOT / "conf/base/parameters_training.yml").read_text())["variants"],
+    "ungated",
+)
 
 TINY_TRAINING = {
     "slice_size": 32,
@@ -32,6 +38,7 @@ TINY_PARAMETERS: dict[str, Any] = {
         "split": {"train": 0.5, "val": 0.25, "test": 0.25},
     },
     "inference": {"device": "cpu", "batch_size": 8},
+    "variants": list(VARIANTS),
     **{view: {variant: {"training": TINY_TRAINING} for variant in VARIANTS} for view in VIEWS},
 }
 

@@ -46,7 +46,7 @@ def _native_case(axcodes: str = "LPS"):
 def test_predict_slices_gives_probabilities_per_pixel(architecture):
     _, stack, _ = _native_case()
     model = build_model(architecture, in_channels=3)
-    maps = predict_slices(model, stack, in_channels=3, batch_size=5, progress=False)
+    maps = predict_slices(model, stack, batch_size=5, progress=False)
     assert maps.shape == stack.images.shape and maps.dtype == np.float32
     assert 0.0 <= maps.min() and maps.max() <= 1.0
     per_slice_spread = maps.reshape(len(maps), -1).std(axis=1)
@@ -105,7 +105,7 @@ def test_attention_maps_show_where_the_gated_model_looks():
 
     _, stack, _ = _native_case()
     model = build_model("multitask", in_channels=3)
-    image, alphas = attention_maps(model, stack, 4, in_channels=3)
+    image, alphas = attention_maps(model, stack, 4)
     np.testing.assert_array_equal(image, stack.images[4].astype(np.float32))
     assert len(alphas) == 4  # one gate per skip junction
     h, w = stack.images.shape[1:]

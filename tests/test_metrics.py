@@ -294,7 +294,7 @@ def test_bootstrap_interval_contains_the_pooled_ap_and_pairs_the_draws():
     good = _case_histograms(10, signal=0.5, seed=1)
     weak = _case_histograms(10, signal=0.1, seed=2)
     samples = metrics.bootstrap_average_precision(
-        {"good": good, "same": good, "weak": weak}, n_resamples=300, seed=0
+        {"good": [good], "same": [good], "weak": [weak]}, n_resamples=300, seed=0
     )
     assert {k: v.shape for k, v in samples.items()} == {k: (300,) for k in ("good", "same", "weak")}
     pooled = average_precision(sum(good[1:], good[0]))
@@ -307,12 +307,76 @@ def test_bootstrap_interval_contains_the_pooled_ap_and_pairs_the_draws():
 
 def test_bootstrap_of_one_case_is_that_case():
     case = _case_histograms(1, signal=0.3, seed=3)
-    samples = metrics.bootstrap_average_precision({"m": case}, n_resamples=20)
+    samples = metrics.bootstrap_average_precision({"m": [case]}, n_resamples=20)
     np.testing.assert_allclose(samples["m"], average_precision(case[0]))
 
 
+def test_bootstrap_over_runs_averages_the_drawn_seeds():
+    runs = [_case_histograms(6, signal=s, seed=i) for i, s in enumerate((0.2, 0.4, 0.6))]
+    samples = metrics.bootstrap_average_precision({"m": runs}, n_resamples=400, seed=1)["m"]
+    per_run = [average_precision(sum(r[1:], r[0])) for r in runs]
+    # the draws spread across runs: wider than any one run's case-only interval
+    assert samples.min() < np.mean(per_run) < samples.max()
+    single = metrics.bootstrap_average_precision({"m": runs[1:2]}, n_resamples=400, seed=1)["m"]
+    assert np.ptp(samples) > np.ptp(single)
+
+
+def test_bootstrap_accepts_compact_histograms():
+    cases = _case_histograms(5, signal=0.3, seed=4)
+    dense = metrics.bootstrap_average_precision({"m": [cases]}, n_resamples=50)["m"]
+    compact = [h.compact() for h in cases]
+    np.testing.assert_allclose(
+        metrics.bootstrap_average_precision({"m": [compact]}, n_resamples=50)["m"], dense
+    )
+    restored = ScoreHistogram.from_compact(compact[0])
+    np.testing.assert_array_equal(restored.positives, cases[0].positives)
+    np.testing.assert_array_equal(restored.negatives, cases[0].negatives)
+
+
 def test_bootstrap_needs_matching_cases():
-    with pytest.raises(ValueError, match="same, non-zero number of cases"):
+    with pytest.raises(ValueError, match="same, non-zero number of runs and of cases"):
         metrics.bootstrap_average_precision(
-            {"a": _case_histograms(3, 0.3, 0), "b": _case_histograms(2, 0.3, 0)}
+            {"a": [_case_histograms(3, 0.3, 0)], "b": [_case_histograms(2, 0.3, 0)]}
         )
+
+
+# ---------------------------------------------------------------- RibFrac protocol
+
+
+def test_froc_interpolates_between_curve_points_as_ribfrac() -> None:
+    # 2 scans, 2 GT lesions. Candidates: hit A at 0.9, false positives at 0.8 and 0.7 (scan 1),
+    # hit B at 0.6 (scan 2). Curve: (0, 0.5) (0.5, 0.5) (1.0, 0.5) (1.0, 1.0).
+    gt_a = np.zeros((12, 12, 12), dtype=bool)
+    gt_a[2:5, 2:5, 2:5] = True
+    prob_a = np.zeros(gt_a.shape, dtype=np.float32)
+    prob_a[2:5, 2:5, 2:5] = 0.9
+    prob_a[8:10, 8:10, 8:10] = 0.8
+    prob_a[8:10, 1:3, 8:10] = 0.7
+    gt_b = np.zeros_like(gt_a)
+    gt_b[5:8, 5:8, 5:8] = True
+    prob_b = np.where(gt_b, 0.6, 0.0).astype(np.float32)
+    cases = [detect_lesions(p, g, threshold=0.5) for p, g in ((prob_a, gt_a), (prob_b, gt_b))]
+    fp, sens, _ = froc_curve(cases)
+    np.testing.assert_allclose(fp, [0, 0, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(sens, [0, 0.5, 0.5, 0.5, 1.0])
+    # RibFrac reads 0.5 FP between (0.5, 0.5) and (1.0, 0.5): 0.5; at 1 FP the point (1, 1);
+    # beyond the curve's end its highest sensitivity. Halfway to a jump, half the jump:
+    assert froc(cases) == pytest.approx({"0.5": 0.5, "1": 1.0, "2": 1.0, "4": 1.0, "8": 1.0})
+    assert metrics.sensitivity_at(np.array([0.0, 1.0]), np.array([0.2, 0.6]), [0.25]) == (
+        pytest.approx({"0.25": 0.3})
+    )
+
+
+def test_a_candidate_is_credited_to_its_best_iou_lesion_only() -> None:
+    # one candidate covers lesion A entirely and half of lesion B: IoU with A 8/24 beats B's
+    gt = np.zeros((4, 4, 12), dtype=bool)
+    gt[1:3, 1:3, 0:2] = True  # A: 8 voxels
+    gt[1:3, 1:3, 4:10] = True  # B: 24 voxels
+    prob = np.zeros(gt.shape, dtype=np.float32)
+    prob[1:3, 1:3, 0:7] = 0.9  # 28 voxels: IoU(A) = 8/28, IoU(B) = 12/40
+    result = detect_lesions(prob, gt, threshold=0.5)
+    assert result.n_gt == 2
+    np.testing.assert_allclose(result.component_iou, [12 / 40])
+    # RibFrac's hit_label: B (highest IoU) only; A stays undetected
+    np.testing.assert_array_equal(result.detected, [False, True])
+    assert froc([result], fp_rates=(1,)) == {"1": 0.5}

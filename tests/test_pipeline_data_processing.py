@@ -62,8 +62,9 @@ def test_real_scan_goes_through_as_inference_only_case(tmp_path):
         filepath=str(project / "data/05_model_input/slices/axial/lumbar.npz")
     ).load()
     assert stack.masks is None
-    # 122 x 101 x 112 voxels at 3 mm span 363 x 300 x 333 mm: at 2 mm the whole view is kept
-    assert stack.volume_shape == (182, 151, 167)
+    # 122 x 101 x 112 voxels at 3 mm span 363 x 300 x 333 mm: at 2 mm the whole view is kept,
+    # the last canonical centre at or past the scan's last one
+    assert stack.volume_shape == (183, 151, 168)
 
 
 def test_rerun_gives_the_same_outputs(processed):

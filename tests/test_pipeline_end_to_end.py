@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from tests.conftest import REAL_CT
-from tests.kedro_project import ROOT, make_tiny_project, run_pipeline
-from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
+from tests.kedro_project import ROOT, VARIANTS, make_tiny_project, run_pipeline
+from vertebral_fracture.pipelines.views import VIEWS
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +35,13 @@ def _index(project):
 def test_metrics_json_has_the_documented_shape(project):
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     methods = metrics["methods"]
-    assert {"baseline_mean", "multitask_product", "multitask_mean", "baseline_product"} <= set(
-        methods
-    )
+    assert {
+        "baseline_mean",
+        "multitask_product",
+        "multitask_mean",
+        "baseline_product",
+        "ungated_product",  # a variant the parameters add runs like the others
+    } <= set(methods)
     for entry in methods.values():
         assert {"pr_auc", "precision", "recall", "f1", "threshold", "dice", "froc", "bloat"} <= set(
             entry
@@ -59,7 +63,10 @@ def test_every_view_and_variant_has_a_safe_loading_checkpoint(project):
             checkpoint = torch.load(
                 project / f"data/06_models/{variant}/{view}_best.pt", weights_only=True
             )
-            assert checkpoint["params"]["architecture"] == variant
+            assert checkpoint["params"]["architecture"] == (
+                "multitask" if variant == "ungated" else variant
+            )
+            assert checkpoint["params"]["attention_gates"] is (variant != "ungated")
             assert {
                 "model_state_dict",
                 "optimizer_state_dict",
@@ -189,5 +196,5 @@ def test_kedro_viz_build_lists_the_pipelines_offline(project):
     pipelines = {p["id"] for p in main["pipelines"]}
     assert {"data_processing", "training", "inference", "fusion", "reporting"} <= pipelines
     tasks = [n["name"] for n in main["nodes"] if n.get("type") == "task"]
-    assert tasks.count("train_view_model") == 6  # three views x two variants
+    assert tasks.count("train_view_model") == 3 * len(VARIANTS)  # per view and variant
     assert {"generate_phantoms", "index_cases", "predict_view", "render_html_report"} <= set(tasks)

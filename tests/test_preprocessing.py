@@ -5,6 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from tests.conftest import REAL_CT, make_image, reorient
 from vertebral_fracture.preprocessing import (
@@ -91,3 +92,27 @@ def test_real_lumbar_ct_canonical_and_back_keeps_grid():
     back = to_native(probability, canonical_ct.affine, ct.affine, ct.shape)
     assert back.shape == ct.shape and np.allclose(back.affine, ct.affine)
     assert back.get_fdata()[60, 50, 56] == pytest.approx(1.0)
+
+
+def test_every_native_voxel_lies_inside_the_canonical_grid(spine_like_ct):
+    # spacings that do not divide the field of view: the grid must reach past its far edge
+    ct, _ = spine_like_ct
+    for spacing in [(1.25, 1.25, 1.25), (1.5, 0.7, 3.0)]:
+        affine, shape = canonical_grid(ct.affine, ct.shape, spacing)
+        back = to_native(np.ones(shape, np.float32), affine, ct.affine, ct.shape)
+        assert np.asanyarray(back.dataobj).min() == pytest.approx(1.0)
+
+
+def test_a_thin_break_survives_coarser_resampling():
+    # a 1-voxel line at 0.5 mm resampled to 1.5 mm covers no new voxel by half
+    shape = (30, 30, 30)
+    affine = np.diag([0.5, 0.5, 0.5, 1.0])
+    hu = np.zeros(shape, np.int16)
+    mask = np.zeros(shape, np.uint8)
+    mask[10:20, 14, 14] = 1  # a thin break
+    mask[2:8, 2:8, 2:8] = 1  # a bulky lesion keeps its ">= 0.5" outline
+    _, canonical = to_canonical(make_image(hu, affine), make_image(mask, affine), (1.5, 1.5, 1.5))
+    labels, n = ndimage.label(np.asanyarray(canonical.dataobj), structure=np.ones((3, 3, 3)))
+    assert n == 2
+    bulky_mm3 = (labels == labels[1, 1, 1]).sum() * 1.5**3
+    assert bulky_mm3 == pytest.approx(6**3 * 0.5**3, rel=0.5)

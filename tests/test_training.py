@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -107,7 +109,8 @@ def test_augmentation_moves_mask_with_image() -> None:
         AugmentationParams(
             rotation_deg=30, shift=0.1, scale=0.15, affine_p=1.0, flip=True,
             noise_std=0.0, brightness_contrast=0.0,
-        )
+        ),
+        view="axial",
     )  # fmt: skip
     image, mask = _square_image()
     changed = 0
@@ -124,7 +127,9 @@ def test_augmentation_moves_mask_with_image() -> None:
     assert changed >= 10
 
     # same seed -> same result; intensity steps keep the image in [0, 1], mask binary
-    noisy = SliceAugmenter(AugmentationParams(noise_std=0.2, brightness_contrast=0.3))
+    noisy = SliceAugmenter(
+        AugmentationParams(noise_std=0.2, brightness_contrast=0.3), view="coronal"
+    )
     a = noisy(image, mask, seed=5)
     b = noisy(image, mask, seed=5)
     c = noisy(image, mask, seed=6)
@@ -135,9 +140,32 @@ def test_augmentation_moves_mask_with_image() -> None:
 
 def test_validation_has_no_augmentation() -> None:
     params = AugmentationParams(rotation_deg=45, noise_std=0.3)
-    assert build_augmenter(params, train=False) is None
-    assert build_augmenter(AugmentationParams(enabled=False), train=True) is None
-    assert isinstance(build_augmenter(params, train=True), SliceAugmenter)
+    assert build_augmenter(params, train=False, view="axial") is None
+    assert build_augmenter(AugmentationParams(enabled=False), train=True, view="axial") is None
+    assert isinstance(build_augmenter(params, train=True, view="axial"), SliceAugmenter)
+
+
+@pytest.mark.parametrize(
+    ("view", "mirror_axis"), [("axial", 0), ("coronal", 0), ("sagittal", None)]
+)
+def test_flips_mirror_left_right_only(view: str, mirror_axis: int | None) -> None:
+    # rows of axial and coronal slices run left-right (RAS x); sagittal slices have no such axis
+    only_flip = AugmentationParams(
+        rotation_deg=0, shift=0, scale=0, flip=True, noise_std=0, brightness_contrast=0
+    )
+    aug = SliceAugmenter(only_flip, view=view)
+    image, mask = _square_image()
+    outcomes = set()
+    for seed in range(16):
+        out, out_mask = aug(image, mask, seed=seed)
+        if np.array_equal(out, image):
+            outcomes.add("same")
+        else:
+            assert mirror_axis is not None
+            np.testing.assert_array_equal(out, np.flip(image, axis=mirror_axis))
+            np.testing.assert_array_equal(out_mask, np.flip(mask, axis=mirror_axis))
+            outcomes.add("mirrored")
+    assert outcomes == ({"same"} if mirror_axis is None else {"same", "mirrored"})
     stack = make_stack("v", n=4, size=32)
     ds = SliceDataset([stack], in_channels=1, augmenter=None)
     for key in (0, (0, 1), (0, 2)):  # seeds are ignored without an augmenter
@@ -365,8 +393,11 @@ def test_training_run_history_and_checkpoints(uninterrupted) -> None:
     rebuilt = load_model_from_checkpoint(checkpoint, tiny_params())
     _assert_same_weights(rebuilt.state_dict(), checkpoint["model_state_dict"])
 
-    figure = training_curves_figure(history, title="tiny")
+    figure = training_curves_figure(history, best_epoch=result.best_epoch, title="tiny")
     assert isinstance(figure, Figure) and len(figure.axes) == 3
+    for ax in figure.axes:  # the dotted line marks the epoch the monitor chose
+        marks = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+        assert [list(line.get_xdata()) for line in marks] == [[result.best_epoch] * 2]
 
 
 def test_resume_matches_uninterrupted_run(split, uninterrupted, tmp_path: Path) -> None:
@@ -422,3 +453,38 @@ def test_best_epoch_is_judged_by_a_task_metric_not_the_loss():
     assert _monitored_score(val, "val_dice") == 0.2
     assert _monitored_score(val, "val_loss") == -0.4  # lower loss scores higher
     assert _monitored_score(val, "val_class_pr_auc") == -math.inf  # no positives: never better
+
+
+_TRAIN_AND_HASH = """
+import hashlib, sys
+sys.path.insert(0, "tests")
+from test_training import make_stack, tiny_params
+from vertebral_fracture.training import train
+
+train_stacks = [make_stack(f"t{i}", n=12, size=64, seed=i) for i in range(3)]
+val_stacks = [make_stack("v", n=6, size=64, seed=9)]
+params = tiny_params(slice_size=64, batch_size=8, steps_per_epoch=3, seed=int(sys.argv[1]))
+result = train(train_stacks, val_stacks, params, progress=False)
+digest = hashlib.sha256()
+for tensor in result.model.state_dict().values():
+    digest.update(tensor.numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def _weights_digest(seed: int) -> str:
+    """Train in a fresh process (as each benchmark seed runs) and hash every weight."""
+    out = subprocess.run(
+        [sys.executable, "-c", _TRAIN_AND_HASH, str(seed)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()[-1]
+
+
+def test_two_trainings_from_one_seed_give_identical_weights_across_processes() -> None:
+    first = _weights_digest(5)
+    assert _weights_digest(5) == first  # bit for bit, on CPU
+    assert _weights_digest(6) != first  # and the seed does matter

@@ -15,7 +15,9 @@ import numpy as np
 from scipy import ndimage
 
 from vertebral_fracture.metrics import (
+    FROC_RATES,
     LESION_CONNECTIVITY,
+    CompactHistogram,
     LesionDetections,
     ScoreHistogram,
     average_precision,
@@ -29,10 +31,9 @@ from vertebral_fracture.metrics import (
 
 logger = logging.getLogger(__name__)
 
-FROC_RATES = (0.5, 1, 2, 4, 8)
-#: Candidate thresholds that form lesion candidates: 10^(-k/2), k = 1..18 (0.32 down to 1e-9;
-#: product fusion of three views puts fracture scores several decades below 1).
-LESION_THRESHOLD_GRID = tuple(10.0 ** (-k / 2) for k in range(1, 19))
+#: Candidate thresholds that form lesion candidates: 10^(-k/2), k = 1..32 (0.32 down to 1e-16;
+#: product fusion of three views puts fracture scores many decades below 1, 1e-11 and lower).
+LESION_THRESHOLD_GRID = tuple(10.0 ** (-k / 2) for k in range(1, 33))
 
 
 @dataclass
@@ -47,15 +48,15 @@ class MethodScores:
     predicted_voxels: int = 0
     gt_voxels: int = 0
     cases: list[dict] = field(default_factory=list)
-    # per-case histograms (4 MiB each) for case-level bootstrap intervals; None = not kept
-    case_histograms: list[ScoreHistogram] | None = None
+    # per-case histograms (occupied bins) for case-level bootstrap intervals; None = not kept
+    case_histograms: list[CompactHistogram] | None = None
 
     def add_case(self, case_id: str, prob: np.ndarray, gt: np.ndarray) -> None:
         """Score one case: (X, Y, Z) float32 probabilities and a binary mask on the same grid."""
         case_hist = ScoreHistogram.from_arrays(prob, gt)
         self.histogram.merge(case_hist)
         if self.case_histograms is not None:
-            self.case_histograms.append(case_hist)
+            self.case_histograms.append(case_hist.compact())
         self.lesions.append(detect_lesions(prob, gt, self.candidate_threshold))
         predicted, actual = int(np.count_nonzero(prob >= self.threshold)), int(np.count_nonzero(gt))
         self.predicted_voxels += predicted
@@ -142,6 +143,37 @@ def score_methods(
         for method, load_prob in predictions.items():
             scores[method].add_case(case_id, load_prob(), gt)
     return scores
+
+
+def histograms_to_arrays(scores: Mapping[str, MethodScores]) -> dict[str, np.ndarray]:
+    """Each scored case's histogram (kept with ``keep_case_histograms``) as named arrays,
+    ``<method>/<case>/{bins,positives,negatives}``: the ``score_histograms`` catalog entry,
+    from which intervals over cases and training seeds are drawn (the benchmark)."""
+    arrays = {}
+    for method, s in scores.items():
+        if s.case_histograms is None:
+            raise ValueError(f"{method}: scored without keep_case_histograms=True")
+        for row, hist in zip(s.cases, s.case_histograms, strict=True):
+            for name, values in hist._asdict().items():
+                arrays[f"{method}/{row['case']}/{name}"] = values
+    return arrays
+
+
+def histograms_from_arrays(
+    arrays: Mapping[str, np.ndarray],
+) -> dict[str, dict[str, CompactHistogram]]:
+    """method -> case -> histogram, from :func:`histograms_to_arrays`'s layout."""
+    out: dict[str, dict[str, CompactHistogram]] = {}
+    for key in arrays:
+        method, case, name = key.rsplit("/", 2)
+        if name == "bins":
+            prefix = f"{method}/{case}"
+            out.setdefault(method, {})[case] = CompactHistogram(
+                arrays[f"{prefix}/bins"],
+                arrays[f"{prefix}/positives"],
+                arrays[f"{prefix}/negatives"],
+            )
+    return out
 
 
 class LesionThresholdSearch:

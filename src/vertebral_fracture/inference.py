@@ -19,7 +19,6 @@ def predict_slices(
     model: nn.Module,
     stack: SliceStack,
     *,
-    in_channels: int = 1,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -30,9 +29,9 @@ def predict_slices(
     P_class painted over the whole slice for the slice classifier (the thesis baseline).
 
     Args:
-        model: a model from ``vertebral_fracture.models.build_model``.
+        model: a model from ``vertebral_fracture.models.build_model``; each input holds
+            ``model.in_channels`` slices (odd: the slice and its neighbours as context).
         stack: the slices, (N, H, W) with H and W multiples of 32.
-        in_channels: channels the model takes (odd: neighbouring slices as context).
         batch_size: slices per forward pass.
         device: where to run.
         progress: show a progress bar over batches.
@@ -41,7 +40,7 @@ def predict_slices(
         (N, H, W) float32 probabilities in [0, 1].
     """
     model.eval().to(device, memory_format=MEMORY_FORMAT)
-    n = len(stack.images)
+    n, in_channels = len(stack.images), model.in_channels
     out = np.empty(stack.images.shape, dtype=np.float32)
     starts = range(0, n, batch_size)
     for start in tqdm(
@@ -77,20 +76,19 @@ def predict_on_scan_grid(
 
 @torch.inference_mode()
 def attention_maps(
-    model: nn.Module, stack: SliceStack, index: int, *, in_channels: int = 1
+    model: nn.Module, stack: SliceStack, index: int
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Where an attention-gated model looks on one slice.
 
     Args:
         model: a model that records ``attention_maps`` in its forward pass (the multi-task model).
         stack: the slices; ``index`` selects one.
-        in_channels: channels the model takes (neighbouring slices as context).
 
     Returns:
         The (H, W) slice and its gates' coefficients, coarse to fine, each (h_i, w_i) in [0, 1].
     """
     model.eval()
-    channels = stack.images[neighbour_indices(index, len(stack.images), in_channels)]
+    channels = stack.images[neighbour_indices(index, len(stack.images), model.in_channels)]
     model(torch.from_numpy(channels[None].astype(np.float32)))
     alphas = [alpha[0, 0].float().cpu().numpy() for alpha in model.attention_maps]
     return stack.images[index].astype(np.float32), alphas

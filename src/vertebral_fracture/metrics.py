@@ -16,8 +16,10 @@ Convention everywhere: a score ``>= threshold`` is predicted positive.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -36,6 +38,8 @@ N_BINS = _ONE_BIN + 1
 _CHUNK = 1 << 22
 #: 26-connectivity: voxels touching by a face, an edge or a corner belong to one lesion.
 LESION_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+#: False positives per scan at which FROC sensitivity is read (the RibFrac challenge's).
+FROC_RATES: tuple[float, ...] = (0.5, 1, 2, 4, 8)
 
 
 def bin_lower_edges(bins: np.ndarray) -> np.ndarray:
@@ -45,6 +49,15 @@ def bin_lower_edges(bins: np.ndarray) -> np.ndarray:
     edges are exact thresholds for ``fusion.binarize``.
     """
     return (np.asarray(bins, dtype=np.uint32) << _DROPPED_BITS).view(np.float32)
+
+
+class CompactHistogram(NamedTuple):
+    """The occupied bins of a :class:`ScoreHistogram`: (K,) int64 bin indices, ascending, and
+    their (K,) int64 positive and negative counts."""
+
+    bins: np.ndarray
+    positives: np.ndarray
+    negatives: np.ndarray
 
 
 class ScoreHistogram:
@@ -110,6 +123,19 @@ class ScoreHistogram:
         """New histogram holding the counts of both operands."""
         return ScoreHistogram().merge(self).merge(other)
 
+    def compact(self) -> CompactHistogram:
+        """The occupied bins only (a scan's histogram is sparse): for storage and bootstraps."""
+        bins = np.flatnonzero((self.positives + self.negatives) > 0)
+        return CompactHistogram(bins, self.positives[bins], self.negatives[bins])
+
+    @classmethod
+    def from_compact(cls, compact: CompactHistogram) -> ScoreHistogram:
+        """The histogram a :meth:`compact` copy was made from."""
+        hist = cls()
+        hist.positives[compact.bins] = compact.positives
+        hist.negatives[compact.bins] = compact.negatives
+        return hist
+
     @property
     def n_positive(self) -> int:
         """Total number of positive voxels."""
@@ -151,54 +177,82 @@ def _average_precision(tp: np.ndarray, fp: np.ndarray) -> float:
 
 
 def bootstrap_average_precision(
-    case_histograms: Mapping[str, Sequence[ScoreHistogram]],
+    runs: Mapping[str, Sequence[Sequence[ScoreHistogram | CompactHistogram]]],
     *,
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Pooled voxel AP of each method on case-level bootstrap resamples.
+    """Seed-averaged pooled voxel AP of each method on bootstrap resamples of cases and runs.
 
     Cases, not voxels, are the independent units (neighbouring voxels of a scan are strongly
-    correlated, so a voxel bootstrap would give far too narrow intervals): each resample draws
-    as many cases as there are, with replacement, and pools their histograms (Efron &
-    Tibshirani, "An Introduction to the Bootstrap", 1993). Every method gets the same draws
-    (a paired bootstrap), so ``samples[a] - samples[b]`` is the bootstrap distribution of the
-    difference between two methods on the same cases.
+    correlated, so a voxel bootstrap would give far too narrow intervals), and so are training
+    runs (seeds) of a method: each resample draws as many cases as there are and as many runs
+    as there are, both with replacement, and averages over the drawn runs the AP of the drawn
+    cases' pooled histograms (a two-stage bootstrap; Efron & Tibshirani, "An Introduction to
+    the Bootstrap", 1993). Every method gets the same draws (a paired bootstrap), so
+    ``samples[a] - samples[b]`` is the bootstrap distribution of the difference of two
+    methods on the same cases.
 
     Args:
-        case_histograms: method -> one histogram per case; the same cases in the same order
-            for every method.
+        runs: method -> one sequence per run (seed) of one histogram per case; the same
+            cases in the same order everywhere, and the same number of runs per method.
         n_resamples: number of bootstrap resamples.
-        seed: seed of the case draws.
+        seed: seed of the draws.
 
     Returns:
         method -> ``(n_resamples,)`` float64 AP samples (nan for a resample without positive
         voxels; summarise with ``np.nanpercentile``).
     """
-    sizes = {len(histograms) for histograms in case_histograms.values()}
-    if len(sizes) != 1 or 0 in sizes:
-        raise ValueError(f"every method needs the same, non-zero number of cases, got {sizes}")
+    n_runs = {len(r) for r in runs.values()}
+    n_cases = {len(cases) for r in runs.values() for cases in r}
+    if len(n_runs) != 1 or 0 in n_runs or len(n_cases) != 1 or 0 in n_cases:
+        raise ValueError(
+            "every method needs the same, non-zero number of runs and of cases per run, got "
+            f"{sorted(n_runs)} runs and {sorted(n_cases)} cases"
+        )
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    n_cases = sizes.pop()
+    n_run, n_case = n_runs.pop(), n_cases.pop()
     rng = np.random.default_rng(seed)
-    # weights[r, c]: how often case c is drawn in resample r (float: BLAS matrix products)
-    weights = rng.multinomial(n_cases, np.full(n_cases, 1.0 / n_cases), size=n_resamples)
-    weights = weights.astype(np.float64)
+    # case_weights[r, c]: how often case c is drawn in resample r (float: BLAS products)
+    case_weights = rng.multinomial(n_case, np.full(n_case, 1 / n_case), size=n_resamples)
+    run_draws = rng.integers(0, n_run, size=(n_resamples, n_run))
     samples = {}
-    for method, histograms in case_histograms.items():
-        positives = np.stack([h.positives for h in histograms])
-        negatives = np.stack([h.negatives for h in histograms])
-        occupied = np.flatnonzero((positives + negatives).sum(axis=0))[::-1]  # descending
-        positives = positives[:, occupied].astype(np.float64)
-        negatives = negatives[:, occupied].astype(np.float64)
-        ap = np.empty(n_resamples)
-        for r in range(n_resamples):
-            tp = np.cumsum(weights[r] @ positives)
-            fp = np.cumsum(weights[r] @ negatives)
-            ap[r] = _average_precision(tp, fp)
-        samples[method] = ap
+    for method, method_runs in runs.items():
+        per_run = np.stack(
+            [_resampled_ap([_compact(h) for h in cases], case_weights) for cases in method_runs],
+            axis=1,
+        )  # (n_resamples, n_run)
+        samples[method] = np.take_along_axis(per_run, run_draws, axis=1).mean(axis=1)
     return samples
+
+
+def _compact(hist: ScoreHistogram | CompactHistogram) -> CompactHistogram:
+    return hist.compact() if isinstance(hist, ScoreHistogram) else hist
+
+
+def _resampled_ap(cases: Sequence[CompactHistogram], weights: np.ndarray) -> np.ndarray:
+    """AP of the pooled histogram of ``cases`` weighted by each row of ``weights`` (R, C)."""
+    bins = np.unique(np.concatenate([c.bins for c in cases]))[::-1]  # descending scores
+    positives = np.zeros((len(cases), bins.size))
+    negatives = np.zeros((len(cases), bins.size))
+    for i, case in enumerate(cases):
+        column = bins.size - 1 - np.searchsorted(bins[::-1], case.bins)
+        positives[i, column] = case.positives
+        negatives[i, column] = case.negatives
+    weights = weights.astype(np.float64)
+    out = np.empty(len(weights))
+    chunk = max(1, 2**24 // max(bins.size, 1))  # bounds the (rows, bins) temporaries
+    for start in range(0, len(weights), chunk):
+        w = weights[start : start + chunk]
+        tp = np.cumsum(w @ positives, axis=1)
+        fp = np.cumsum(w @ negatives, axis=1)
+        total = tp[:, -1:]
+        precision = tp / np.maximum(tp + fp, 1)
+        gain = np.diff(tp, axis=1, prepend=0) / np.where(total > 0, total, 1)
+        ap = np.sum(gain * precision, axis=1)
+        out[start : start + chunk] = np.where(total[:, 0] > 0, ap, np.nan)
+    return out
 
 
 def precision_recall_curve(hist: ScoreHistogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -278,11 +332,12 @@ class LesionDetections:
 
     Attributes:
         component_scores: (K,) float64 maximum probability of each predicted component.
-        component_hits: (K,) bool, True when the component's IoU with some GT lesion > iou_hit.
+        component_hits: (K,) bool, True when the component's best IoU with a GT lesion is
+            above ``iou_hit``.
         component_iou: (K,) float64 best IoU of each component with any GT lesion.
-        gt_scores: (G,) float64, per GT lesion the highest score of a hit component matching
-            it, -inf when none does; lesion j is detected at score threshold t iff
-            ``gt_scores[j] >= t``.
+        gt_scores: (G,) float64, per GT lesion the highest score of a hit component credited
+            to it (each component is credited to its best-IoU lesion only), -inf when none
+            is; lesion j is detected at score threshold t iff ``gt_scores[j] >= t``.
     """
 
     component_scores: np.ndarray
@@ -334,7 +389,11 @@ def detect_lesions(
     intersection = np.bincount(pairs, minlength=(n_pred + 1) * (n_gt + 1))
     intersection = intersection.reshape(n_pred + 1, n_gt + 1)[1:, 1:]
     iou = intersection / (pred_sizes[:, None] + gt_sizes[None, :] - intersection)
-    matches = iou > iou_hit
+    # a candidate is credited to one lesion only, the one of highest IoU (RibFrac's hit_label)
+    best_gt = iou.argmax(axis=1) if n_gt else np.zeros(n_pred, dtype=np.int64)
+    matches = np.zeros(iou.shape, dtype=bool)
+    if n_gt:
+        matches[np.arange(n_pred), best_gt] = iou[np.arange(n_pred), best_gt] > iou_hit
 
     in_pred = pred_labels > 0
     scores = np.full(n_pred, -np.inf)
@@ -380,15 +439,50 @@ def froc_curve(cases: Sequence[LesionDetections]) -> tuple[np.ndarray, np.ndarra
 
 
 def froc(
-    cases: Sequence[LesionDetections], fp_rates: Sequence[float] = (0.5, 1, 2, 4, 8)
+    cases: Sequence[LesionDetections], fp_rates: Sequence[float] = FROC_RATES
 ) -> dict[str, float]:
-    """Sensitivity at each average number of false positives per scan.
+    """Sensitivity at each average number of false positives per scan (RibFrac protocol).
 
-    Returns ``{"0.5": s, "1": s, ...}`` (keys formatted with ``:g``), each the maximum
-    sensitivity over curve points with FP/scan <= rate; nan when there is no GT lesion.
+    Returns ``{"0.5": s, "1": s, ...}`` (keys formatted with ``:g``); nan when there is no
+    GT lesion. See :func:`sensitivity_at` for the interpolation.
     """
     fp_per_scan, sensitivity, _ = froc_curve(cases)
-    return {f"{rate:g}": float(sensitivity[fp_per_scan <= rate].max()) for rate in fp_rates}
+    return sensitivity_at(fp_per_scan, sensitivity, fp_rates)
+
+
+def sensitivity_at(
+    fp_per_scan: np.ndarray, sensitivity: np.ndarray, fp_rates: Sequence[float]
+) -> dict[str, float]:
+    """FROC sensitivity at each rate, linearly interpolated between the curve's points.
+
+    As the RibFrac challenge's evaluation (``ribfrac/evaluation.py``,
+    ``_interpolate_recall_at_fp``): between the last point at or below the rate and the
+    first at or above it; the curve's highest sensitivity where it ends below the rate.
+    (The reference takes the two ends of its whole threshold grid as those points, which
+    equals this on curves of two points; the neighbours are what its docstring means.)
+
+    Args:
+        fp_per_scan: (T,) non-decreasing FP per scan along the threshold sweep, from 0.
+        sensitivity: (T,) non-decreasing sensitivity at the same thresholds.
+        fp_rates: FP-per-scan rates to read the curve at.
+    """
+    fp = np.asarray(fp_per_scan, dtype=np.float64)
+    sens = np.asarray(sensitivity, dtype=np.float64)
+    out = {}
+    for rate in fp_rates:
+        below = np.flatnonzero(fp <= rate)
+        above = np.flatnonzero(fp >= rate)
+        if not below.size:
+            value = 0.0
+        elif not above.size:
+            value = float(np.nanmax(sens)) if np.isfinite(sens).any() else math.nan
+        else:
+            i, j = below[-1], above[0]  # the highest sensitivity at fp[i], the first at fp[j]
+            value = float(sens[i])
+            if fp[j] > fp[i]:
+                value += float(sens[j] - sens[i]) * (rate - fp[i]) / (fp[j] - fp[i])
+        out[f"{rate:g}"] = value
+    return out
 
 
 def bloat(prob: np.ndarray, gt_mask: np.ndarray, threshold: float) -> float:

@@ -14,6 +14,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from vertebral_fracture.metrics import LESION_CONNECTIVITY
+
 AIR_HU = -1024.0
 
 
@@ -30,13 +32,15 @@ def canonical_grid(
     Returns:
         ``(canonical_affine, canonical_shape)``: a diagonal affine (positive spacing, so array
         axes run left to right, posterior to anterior, inferior to superior) whose voxel centres
-        span the world bounding box of the scan's voxel centres.
+        span the world bounding box of the scan's voxel centres: the last centre lies at or
+        past the scan's last one, so every native voxel has canonical neighbours to
+        interpolate from on the way back (``to_native``).
     """
     spacing = np.asarray(spacing_mm, dtype=float)
     corners = np.array(list(itertools.product(*[(0, n - 1) for n in shape[:3]])), dtype=float)
     world = nib.affines.apply_affine(affine, corners)
     low, high = world.min(axis=0), world.max(axis=0)
-    canonical_shape = tuple(int(n) for n in np.floor((high - low) / spacing + 1e-6).astype(int) + 1)
+    canonical_shape = tuple(int(n) for n in np.ceil((high - low) / spacing - 1e-6).astype(int) + 1)
     canonical_affine = np.diag([*spacing, 1.0])
     canonical_affine[:3, 3] = low
     return canonical_affine, canonical_shape  # type: ignore[return-value]
@@ -84,16 +88,58 @@ def to_canonical(
     """Reorient a CT (and its mask) to RAS and resample to ``spacing_mm``.
 
     The CT is interpolated linearly (int16 HU). The mask is interpolated linearly as a
-    fraction and thresholded at 0.5, so it neither smears into a blur nor loses volume
-    systematically, as nearest-neighbour sampling does at anisotropic spacing.
+    fraction and thresholded (:func:`mask_from_fraction`), so it neither smears into a blur
+    nor loses volume systematically, as nearest-neighbour sampling does at anisotropic
+    spacing, and a thin break narrower than the new voxels is kept.
     """
     affine, shape = canonical_grid(ct.affine, ct.shape, spacing_mm)
     hu = resample(np.asanyarray(ct.dataobj), ct.affine, affine, shape, order=1, fill_value=AIR_HU)
     canonical_ct = _image(np.round(hu).astype(np.int16), affine)
     if mask is None:
         return canonical_ct, None
-    fraction = resample(np.asanyarray(mask.dataobj) > 0, mask.affine, affine, shape, order=1)
-    return canonical_ct, _image((fraction >= 0.5).astype(np.uint8), affine)
+    covered = footprint_average(np.asanyarray(mask.dataobj) > 0, mask.affine, spacing_mm)
+    fraction = resample(covered, mask.affine, affine, shape, order=1)
+    return canonical_ct, _image(mask_from_fraction(fraction), affine)
+
+
+def footprint_average(
+    mask: np.ndarray, affine: np.ndarray, spacing_mm: tuple[float, float, float]
+) -> np.ndarray:
+    """The share of each native voxel's neighbourhood, one target voxel wide, that is mask.
+
+    Sampling a binary mask at coarser voxel centres only sees the native voxels it lands on,
+    so a break one native voxel thin between two centres vanishes; averaging over the
+    target voxel's footprint first (a box filter as wide as the spacing ratio along each
+    native axis) gives every target voxel the fraction of it the mask covers.
+    """
+    native_mm = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    world_axis = np.abs(np.asarray(affine)[:3, :3]).argmax(axis=0)  # each native axis's
+    size = np.maximum(1, np.round(np.asarray(spacing_mm)[world_axis] / native_mm)).astype(int)
+    data = mask.astype(np.float32)
+    return ndimage.uniform_filter(data, size=size, mode="constant") if (size > 1).any() else data
+
+
+def mask_from_fraction(fraction: np.ndarray) -> np.ndarray:
+    """Binary mask from a resampled mask fraction: ``>= 0.5``, and thin lesions kept.
+
+    A 1-2 voxel fracture line resampled to coarser voxels covers none of them by half and
+    would vanish; every lesion (26-connected component of ``fraction > 0``) with no voxel
+    at 0.5 keeps its best-covered voxels instead (at least half its highest fraction).
+
+    Args:
+        fraction: (X, Y, Z) float mask fraction in [0, 1].
+
+    Returns:
+        (X, Y, Z) uint8 mask.
+    """
+    mask = fraction >= 0.5
+    labels, n = ndimage.label(fraction > 1e-3, structure=LESION_CONNECTIVITY)
+    if n:
+        peak = ndimage.maximum(fraction, labels, np.arange(n + 1))
+        peak[0] = np.inf  # background never joins
+        thin = peak < 0.5
+        mask |= thin[labels] & (fraction >= 0.5 * peak[labels])
+    return mask.astype(np.uint8)
 
 
 def to_native(

@@ -2,6 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
+from vertebral_fracture.hooks import VariantHooks
+
+# The model variants (namespaces <view>.<variant>) come from the parameters.
+HOOKS = (VariantHooks(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -1,5 +1,6 @@
 """Kedro datasets of the project: NIfTI volumes, slice stacks, checkpoints."""
 
+from vertebral_fracture.datasets.arrays_dataset import ArraysDataset
 from vertebral_fracture.datasets.checkpoint_dataset import TorchCheckpointDataset
 from vertebral_fracture.datasets.file_datasets import (
     CsvDataset,
@@ -11,6 +12,7 @@ from vertebral_fracture.datasets.nifti_dataset import NiftiDataset
 from vertebral_fracture.datasets.slice_stack_dataset import SliceStackDataset
 
 __all__ = [
+    "ArraysDataset",
     "CsvDataset",
     "FigureDataset",
     "JsonDataset",

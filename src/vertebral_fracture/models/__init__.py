@@ -12,7 +12,12 @@ from typing import Literal
 
 from torch import nn
 
-from vertebral_fracture.models.base import AttentionGate, SliceLogits, SliceModel
+from vertebral_fracture.models.base import (
+    CLASS_HEAD_DROPOUT,
+    AttentionGate,
+    SliceLogits,
+    SliceModel,
+)
 from vertebral_fracture.models.baseline import SliceClassifier
 from vertebral_fracture.models.encoders import ENCODERS, EncoderName, build_encoder
 from vertebral_fracture.models.multitask import AttentionUNetMultiTask
@@ -25,7 +30,7 @@ def build_model(
     *,
     encoder: EncoderName = "resnet18",
     in_channels: int = 1,
-    dropout: float = 0.2,
+    dropout: float = CLASS_HEAD_DROPOUT,
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
     attention_gates: bool = True,
     deep_supervision: bool = False,

@@ -38,6 +38,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from vertebral_fracture.metrics import FROC_RATES, sensitivity_at
+from vertebral_fracture.slicing import VIEW_AXES
+
 __all__ = [
     "BONE_WINDOW",
     "GT_COLOR",
@@ -78,7 +81,6 @@ METHOD_COLORS: tuple[str, ...] = (
     "#000000",  # black
 )
 _LINESTYLES: tuple[str, ...] = ("-", "--", "-.", ":")
-_FROC_TICKS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,9 @@ class View:
 
 #: The three views, in row order of the figures.
 VIEWS: tuple[View, ...] = (
-    View("sagittal", 0, 1, 2, True, "A", "P", "S", "I"),
-    View("coronal", 1, 0, 2, True, "R", "L", "S", "I"),
-    View("axial", 2, 0, 1, True, "R", "L", "A", "P"),
+    View("sagittal", VIEW_AXES["sagittal"], 1, 2, True, "A", "P", "S", "I"),
+    View("coronal", VIEW_AXES["coronal"], 0, 2, True, "R", "L", "S", "I"),
+    View("axial", VIEW_AXES["axial"], 0, 1, True, "R", "L", "A", "P"),
 )
 
 _CONVENTION_NOTE = (
@@ -513,33 +515,18 @@ def pr_curves_figure(
     return fig
 
 
-def froc_mean_sensitivity(
-    fps_per_scan: np.ndarray, sensitivity: np.ndarray, at: Sequence[float] = _FROC_TICKS
-) -> float:
-    """Mean sensitivity at the given FP/scan rates (linear interpolation; CPM-style)."""
-    fps = np.asarray(fps_per_scan, dtype=float)
-    sens = np.asarray(sensitivity, dtype=float)
-    order = np.argsort(fps, kind="stable")
-    fps, sens = fps[order], sens[order]
-    if fps.size == 0:
-        return float("nan")
-    # Monotone envelope: best sensitivity reachable with at most that many FPs.
-    sens = np.maximum.accumulate(sens)
-    vals = np.interp(np.asarray(at, dtype=float), fps, sens, left=0.0, right=sens[-1])
-    return float(np.mean(vals))
-
-
 def froc_figure(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray] | Mapping[str, np.ndarray]],
     *,
     title: str = "FROC",
-    ticks: Sequence[float] = _FROC_TICKS,
+    ticks: Sequence[float] = FROC_RATES,
 ) -> Figure:
     """Sensitivity versus average false positives per scan, log x axis.
 
     ``curves[name]`` is ``(fps_per_scan, sensitivity)`` (x first) or a mapping with
     keys ``"fps_per_scan"`` and ``"sensitivity"``. One line per method, the legend
-    gives the mean sensitivity at ``ticks`` FP/scan. Points with 0 FP/scan cannot be
+    gives the mean sensitivity at ``ticks`` FP/scan, read off as the tables read it
+    (``metrics.sensitivity_at``). Points with 0 FP/scan cannot be
     placed on the log axis and are dropped from the drawing (not from the mean).
     """
     fig = Figure(figsize=(5.6, 4.2), layout="constrained")
@@ -547,7 +534,7 @@ def froc_figure(
     all_pos: list[float] = []
     for i, (name, curve) in enumerate(curves.items()):
         fps, sens = _xy(curve, "fps_per_scan", "sensitivity")
-        mean_s = froc_mean_sensitivity(fps, sens, ticks)
+        mean_s = float(np.mean(list(sensitivity_at(fps, sens, ticks).values())))
         pos = fps > 0
         all_pos.extend(fps[pos].tolist())
         ax.plot(

@@ -14,13 +14,30 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from vertebral_fracture.slicing import VIEW_AXES
 from vertebral_fracture.training.config import AugmentationParams
 
 
-class SliceAugmenter:
-    """Random affine / flip / brightness-contrast / noise on ``(H, W, C)`` float32 in [0, 1]."""
+def left_right_axis(view: str) -> int | None:
+    """The slice axis (0 rows, 1 columns) that runs left-right in ``view``'s slices.
 
-    def __init__(self, params: AugmentationParams) -> None:
+    A left-right mirror is the one flip anatomy allows (a spine mirrored front to back or
+    head to feet is no spine). Slices of the RAS volume keep the two other axes in order, so
+    axial (x, y) and coronal (x, z) slices run left-right along their rows; sagittal slices
+    are cut across x and have no left-right axis (``None``).
+    """
+    in_plane = [axis for axis in range(3) if axis != VIEW_AXES[view]]
+    return in_plane.index(0) if 0 in in_plane else None
+
+
+class SliceAugmenter:
+    """Random affine / flip / brightness-contrast / noise on ``(H, W, C)`` float32 in [0, 1].
+
+    ``view`` sets which flip is plausible (:func:`left_right_axis`); sagittal slices are
+    never flipped.
+    """
+
+    def __init__(self, params: AugmentationParams, *, view: str) -> None:
         self.params = params
         transforms: list[A.BasicTransform] = []
         if params.rotation_deg > 0 or params.shift > 0 or params.scale > 0:
@@ -37,8 +54,9 @@ class SliceAugmenter:
                     p=params.affine_p,
                 )
             )
-        if params.flip:
-            transforms.append(A.HorizontalFlip(p=0.5))
+        flip_axis = left_right_axis(view) if params.flip else None
+        if flip_axis is not None:
+            transforms.append(A.VerticalFlip(p=0.5) if flip_axis == 0 else A.HorizontalFlip(p=0.5))
         if params.brightness_contrast > 0:
             transforms.append(
                 A.RandomBrightnessContrast(
@@ -67,8 +85,9 @@ class SliceAugmenter:
         return result_image, np.asarray(out["mask"], dtype=np.uint8)
 
 
-def build_augmenter(params: AugmentationParams, *, train: bool) -> SliceAugmenter | None:
-    """The training augmenter, or ``None`` (identity) for validation or when disabled."""
+def build_augmenter(params: AugmentationParams, *, train: bool, view: str) -> SliceAugmenter | None:
+    """The training augmenter of ``view``'s slices, or ``None`` (identity) for validation or
+    when disabled."""
     if not train or not params.enabled:
         return None
-    return SliceAugmenter(params)
+    return SliceAugmenter(params, view=view)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vertebral_fracture.models.base.heads import CLASS_HEAD_DROPOUT
+
 #: Parameters that fix the network's shape: a checkpoint only loads where these match.
 ARCHITECTURE_KEYS: tuple[str, ...] = (
     "architecture",
@@ -30,7 +32,7 @@ class AugmentationParams(_Strict):
     shift: float = Field(0.05, ge=0.0, lt=0.5, description="max |shift| as a fraction of size")
     scale: float = Field(0.1, ge=0.0, lt=1.0, description="zoom range 1 +/- scale")
     affine_p: float = Field(0.8, ge=0.0, le=1.0, description="probability of the affine step")
-    flip: bool = Field(True, description="random horizontal flip (p=0.5)")
+    flip: bool = Field(True, description="random left-right mirror, p=0.5 (none in sagittal)")
     noise_std: float = Field(
         0.02, ge=0.0, le=0.5, description="max std of Gaussian noise (intensity scale 0..1)"
     )
@@ -56,7 +58,7 @@ class TrainingParams(_Strict):
         1, ge=1, le=15, description="1, or odd: 2.5D context (3 = slice and its two neighbours)"
     )
     slice_size: int = Field(256, ge=32, description="slice height = width; multiple of 32")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    dropout: float = Field(CLASS_HEAD_DROPOUT, ge=0.0, lt=1.0)
     attention_gates: bool = Field(
         True, description="multitask: attention-gated skips (False = plain U-Net, an ablation)"
     )
@@ -78,7 +80,7 @@ class TrainingParams(_Strict):
 
     class_weight: float = Field(1.0, ge=0.0)
     seg_weight: float = Field(0.1, ge=0.0)
-    seg_loss: Literal["focal", "focal_tversky"] = "focal"
+    seg_loss: Literal["focal", "focal_tversky"] = "focal_tversky"  # the method's
     positive_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="share of fracture slices drawn per epoch"
     )

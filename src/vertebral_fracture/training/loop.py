@@ -55,8 +55,8 @@ HISTORY_COLUMNS = (
     "seconds",
 )
 # NHWC tensors: oneDNN (CPU) and cuDNN run these convolutions faster than NCHW (2 CPU cores,
-# multitask model on 16x1x128x128: training step 0.63 -> 0.47 s, inference batch 0.15 -> 0.13 s;
-# benchmarks/memory_format.py).
+# multitask model on 16x1x128x128: training step 0.63 -> 0.47 s, inference batch 0.15 -> 0.13 s,
+# measured side by side in one process at commit b8b5b04).
 MEMORY_FORMAT = torch.channels_last
 # Parameters that may change between a run and its resumption without a warning.
 _RESUME_FREE_KEYS = {"resume", "max_epochs", "num_threads", "num_workers", "device"}
@@ -84,7 +84,8 @@ class TrainingResult:
         model: the network with the BEST epoch's weights (best ``params.monitor``), on CPU, in
             eval mode.
         history: one row per epoch, columns ``HISTORY_COLUMNS``.
-        best_epoch: epoch (1-based) of the best validation loss.
+        best_epoch: epoch (1-based) of the best ``params.monitor`` figure (the checkpoint
+            kept as best).
         stopped_early: early stopping ended the run before ``max_epochs``.
         resumed_from_epoch: last completed epoch of the resumed checkpoint, or None.
     """
@@ -112,15 +113,16 @@ def build_model_from_params(
     params: TrainingParams | Mapping[str, Any], *, load_pretrained: bool = True
 ) -> nn.Module:
     """``build_model`` with the architecture fields of ``params``."""
-    p = params.model_dump() if isinstance(params, TrainingParams) else dict(params)
+    # checkpoints written before a field existed hold its default
+    p = params if isinstance(params, TrainingParams) else TrainingParams.model_construct(**params)
     return build_model(
-        p["architecture"],
-        encoder=p["encoder"],
-        in_channels=int(p["in_channels"]),
-        dropout=float(p.get("dropout", 0.2)),
-        attention_gates=bool(p.get("attention_gates", True)),
-        deep_supervision=bool(p.get("deep_supervision", False)),
-        pretrained_weights=p.get("pretrained_weights") if load_pretrained else None,
+        p.architecture,
+        encoder=p.encoder,
+        in_channels=int(p.in_channels),
+        dropout=float(p.dropout),
+        attention_gates=bool(p.attention_gates),
+        deep_supervision=bool(p.deep_supervision),
+        pretrained_weights=p.pretrained_weights if load_pretrained else None,
     )
 
 
@@ -389,6 +391,14 @@ def _runtime_settings(device: torch.device, num_threads: int) -> Iterator[None]:
         torch.backends.cudnn.benchmark = prev_benchmark
 
 
+def _view_of(stacks: Sequence[SliceStack]) -> str:
+    """The one view all training stacks are sliced in (a model learns one view)."""
+    views = {stack.view for stack in stacks}
+    if len(views) != 1:
+        raise ValueError(f"training stacks must come from one view, got {sorted(views)}")
+    return views.pop()
+
+
 def _monitored_score(val: Mapping[str, float], monitor: str) -> float:
     """Higher is better; a NaN figure (no positives in validation) never counts as better."""
     key = {"val_loss": "loss", "val_dice": "dice", "val_class_pr_auc": "class_pr_auc"}[monitor]
@@ -457,17 +467,15 @@ def train(
     device = resolve_device(params.device)
     amp = params.mixed_precision and device.type == "cuda"
 
-    train_ds = SliceDataset(
-        train_stacks,
-        params.in_channels,
-        build_augmenter(params.augmentation, train=True),
-        expected_size=params.slice_size,
-    )
+    train_ds = SliceDataset(train_stacks, params.in_channels, expected_size=params.slice_size)
     val_ds = SliceDataset(val_stacks, params.in_channels, None, expected_size=params.slice_size)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(
             f"training needs slices in both splits (train: {len(train_ds)}, val: {len(val_ds)})"
         )
+    train_ds.augmenter = build_augmenter(
+        params.augmentation, train=True, view=_view_of(train_stacks)
+    )
     bs = params.batch_size
     steps = params.steps_per_epoch or -(-len(train_ds) // bs)
     sampler = BalancedSliceSampler(
@@ -677,8 +685,11 @@ def train(
 # --------------------------------------------------------------------------- reporting
 
 
-def training_curves_figure(history: pd.DataFrame, title: str | None = None) -> Figure:
-    """Loss, validation metrics and learning rate per epoch (three panels)."""
+def training_curves_figure(
+    history: pd.DataFrame, *, best_epoch: int | None = None, title: str | None = None
+) -> Figure:
+    """Loss, validation metrics and learning rate per epoch (three panels); a dotted line
+    marks ``best_epoch``, the epoch the monitor chose (``TrainingResult.best_epoch``)."""
     fig = Figure(figsize=(13, 3.8), layout="constrained")
     ax_loss, ax_metric, ax_lr = fig.subplots(1, 3)
     epochs = history["epoch"] if len(history) else []
@@ -690,10 +701,10 @@ def training_curves_figure(history: pd.DataFrame, title: str | None = None) -> F
             ax_metric.plot(epochs, history["val_dice"], marker="o", label="Dice @0.5")
         ax_lr.plot(epochs, history["lr"], marker="o", color="tab:gray")
         ax_lr.set_yscale("log")
-        if history["val_loss"].notna().any():
-            best = int(history["epoch"][history["val_loss"].idxmin()])
+        if best_epoch is not None:
             for ax in (ax_loss, ax_metric, ax_lr):
-                ax.axvline(best, color="tab:green", linestyle=":", linewidth=1)
+                ax.axvline(best_epoch, color="tab:green", linestyle=":", linewidth=1)
+            ax_metric.text(best_epoch, 1.0, " best", color="tab:green", va="top", fontsize=8)
     ax_loss.set(title="loss", xlabel="epoch")
     ax_metric.set(title="validation metrics", xlabel="epoch", ylim=(0.0, 1.02))
     ax_lr.set(title="learning rate", xlabel="epoch")

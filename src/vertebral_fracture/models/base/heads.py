@@ -27,13 +27,17 @@ class SegmentationHead(nn.Conv2d):
         nn.init.constant_(self.bias, -math.log((1.0 - prior) / prior))
 
 
+#: Dropout before the classification FC, as the method specifies (the one default of it).
+CLASS_HEAD_DROPOUT = 0.2
+
+
 class ClassificationHead(nn.Sequential):
     """Global average pooling -> Dropout(p) -> Linear to one logit (dropout before the FC).
 
     Shapes: ``(B, in_channels, h, w) -> (B,)``.
     """
 
-    def __init__(self, in_channels: int, *, dropout: float = 0.2) -> None:
+    def __init__(self, in_channels: int, *, dropout: float = CLASS_HEAD_DROPOUT) -> None:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         super().__init__(

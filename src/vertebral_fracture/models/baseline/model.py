@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from vertebral_fracture.models.base import ClassificationHead, SliceLogits, SliceModel
+from vertebral_fracture.models.base.heads import CLASS_HEAD_DROPOUT
 from vertebral_fracture.models.encoders import EncoderName, build_encoder
 
 
@@ -34,7 +35,7 @@ class SliceClassifier(SliceModel):
         *,
         encoder: EncoderName = "resnet18",
         in_channels: int = 1,
-        dropout: float = 0.2,
+        dropout: float = CLASS_HEAD_DROPOUT,
         pretrained_weights: str | Path | None = None,
     ) -> None:
         super().__init__(in_channels)

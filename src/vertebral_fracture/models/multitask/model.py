@@ -14,6 +14,7 @@ from vertebral_fracture.models.base import (
     SliceLogits,
     SliceModel,
 )
+from vertebral_fracture.models.base.heads import CLASS_HEAD_DROPOUT
 from vertebral_fracture.models.encoders import EncoderName, build_encoder
 
 
@@ -60,7 +61,7 @@ class AttentionUNetMultiTask(SliceModel):
         *,
         encoder: EncoderName = "resnet18",
         in_channels: int = 1,
-        dropout: float = 0.2,
+        dropout: float = CLASS_HEAD_DROPOUT,
         decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
         attention_gates: bool = True,
         deep_supervision: bool = False,

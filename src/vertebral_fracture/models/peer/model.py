@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from vertebral_fracture.models.base import SliceLogits, SliceModel
+from vertebral_fracture.models.base.heads import CLASS_HEAD_DROPOUT
 
 SMP_INSTALL_HINT = "the smp_unet peer needs segmentation_models_pytorch: pip install -e '.[bench]'"
 
@@ -49,7 +50,7 @@ class SmpUnetPeer(SliceModel):
         *,
         encoder: str = "resnet18",
         in_channels: int = 1,
-        dropout: float = 0.2,
+        dropout: float = CLASS_HEAD_DROPOUT,
         pretrained_weights: str | Path | None = None,
     ) -> None:
         super().__init__(in_channels)

@@ -16,7 +16,7 @@ from vertebral_fracture.evaluation import (
     choose_voxel_thresholds,
 )
 from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse
-from vertebral_fracture.pipelines.views import VARIANTS, VIEWS
+from vertebral_fracture.pipelines.views import VIEWS
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ class FusionParams(BaseModel):
     @classmethod
     def _known_methods(cls, methods: dict[str, list[str]]) -> dict[str, list[str]]:
         for variant, names in methods.items():
-            if variant not in VARIANTS:
-                raise ValueError(f"unknown variant '{variant}'; choose from {list(VARIANTS)}")
             unknown = sorted(set(names) - set(FUSION_METHODS))
             if unknown:
                 raise ValueError(
@@ -62,6 +60,11 @@ def fuse_views(
     variant: str,
 ) -> dict[str, Callable[[], nib.Nifti1Image]]:
     """Fused probability volumes ``<variant>_<method>/<case>``, computed lazily case by case."""
+    if variant not in params.methods:
+        raise ValueError(
+            f"fusion.methods has no entry for the variant '{variant}': list its fusion "
+            f"methods, e.g. `{variant}: [product]`, in parameters_fusion.yml"
+        )
     by_view = {"axial": axial, "coronal": coronal, "sagittal": sagittal}
     views = [by_view[v] for v in params.views]
 
@@ -72,7 +75,7 @@ def fuse_views(
 
     return {
         f"{variant}_{method}/{case_id}": functools.partial(fused, case_id, method)
-        for method in params.methods.get(variant, [])
+        for method in params.methods[variant]
         for case_id in views[0]
     }
 

@@ -10,11 +10,12 @@ from vertebral_fracture.pipelines.fusion.nodes import (
     select_lesion_thresholds,
     select_thresholds,
 )
-from vertebral_fracture.pipelines.views import VARIANTS, VIEWS, bind
+from vertebral_fracture.pipelines.views import VIEWS, bind, configured_variants
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    fused = [f"{variant}.fused" for variant in VARIANTS]
+    variants = configured_variants()
+    fused = [f"{variant}.fused" for variant in variants]
     fuse_nodes = [
         Node(
             bind(fuse_views, variant=variant),
@@ -23,7 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="fuse_views",
             namespace=variant,
         )
-        for variant in VARIANTS
+        for variant in variants
     ]
     return Pipeline(
         [

@@ -49,7 +49,6 @@ def predict_view(
         )
     expected = {k: v for k, v in training.architecture_dict().items() if k != "slice_size"}
     network = load_model_from_checkpoint(model, expected=expected)
-    in_channels = int(model["params"]["in_channels"])
     device = resolve_device(params.device)
 
     def probability(record: dict) -> nib.Nifti1Image:
@@ -57,7 +56,6 @@ def predict_view(
             network,
             slices[record["case_id"]](),
             record,
-            in_channels=in_channels,
             batch_size=params.batch_size,
             device=device,
         )

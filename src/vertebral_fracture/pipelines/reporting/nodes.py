@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from vertebral_fracture.evaluation import FROC_RATES, score_methods
+from vertebral_fracture.evaluation import FROC_RATES, histograms_to_arrays, score_methods
 from vertebral_fracture.inference import attention_maps
 from vertebral_fracture.pipelines.fusion.nodes import fused_by_case, load_voxels
 from vertebral_fracture.reporting import (
@@ -45,14 +45,15 @@ def evaluate_methods(
     thresholds: dict[str, float],
     lesion_thresholds: dict[str, float],
     *fused: LazyImages,
-) -> tuple[dict, pd.DataFrame, str, dict[str, Figure]]:
+) -> tuple[dict, pd.DataFrame, str, dict[str, Figure], dict[str, np.ndarray]]:
     """Voxel and lesion metrics of every fused method on the labelled test cases.
 
     Voxel figures use each method's validation voxel threshold; lesion detection and FROC
     use the components at its validation lesion threshold.
 
-    Returns ``metrics.json`` content, the per-case table, the markdown comparison table and
-    the precision-recall and FROC figures.
+    Returns ``metrics.json`` content, the per-case table, the markdown comparison table,
+    the precision-recall and FROC figures, and each case's score histogram per method
+    (``evaluation.histograms_to_arrays``: intervals over cases need them).
     """
     tests = [r for r in case_index if r["split"] == "test" and r["mask"]]
     by_case = fused_by_case(fused)
@@ -67,7 +68,7 @@ def evaluate_methods(
         )
         for r in tests
     )
-    scores = score_methods(cases, thresholds, lesion_thresholds)
+    scores = score_methods(cases, thresholds, lesion_thresholds, keep_case_histograms=True)
     methods = {name: s.summary() for name, s in scores.items()}
     case_rows = [dict(row, method=name) for name, s in scores.items() for row in s.cases]
     case_table = pd.DataFrame(
@@ -108,7 +109,7 @@ def evaluate_methods(
             title="Lesion FROC (hit: IoU > 0.2)",
         ),
     }
-    return metrics, case_table, comparison_table(methods), plots
+    return metrics, case_table, comparison_table(methods), plots, histograms_to_arrays(scores)
 
 
 def comparison_table(methods: dict[str, dict]) -> str:
@@ -232,7 +233,6 @@ def draw_attention(
 ) -> dict[str, Figure]:
     """Attention-gate maps of the multi-task model on the slice with the most fracture pixels."""
     network = load_model_from_checkpoint(model)
-    in_channels = int(model["params"]["in_channels"])
     figures = {}
     for record in _pictured_cases(case_index, params.picture_cases):
         stack = slices[record["case_id"]]()
@@ -241,7 +241,7 @@ def draw_attention(
             if stack.masks is not None
             else len(stack.images) // 2
         )
-        image, alphas = attention_maps(network, stack, index, in_channels=in_channels)
+        image, alphas = attention_maps(network, stack, index)
         figures[f"{record['case_id']}_attention"] = attention_figure(
             image,
             alphas,  # same (rows, columns) indexing as the slice, at coarser resolution

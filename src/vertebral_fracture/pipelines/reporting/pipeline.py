@@ -10,11 +10,11 @@ from vertebral_fracture.pipelines.reporting.nodes import (
     evaluate_methods,
     render_html_report,
 )
-from vertebral_fracture.pipelines.views import VARIANTS
+from vertebral_fracture.pipelines.views import configured_variants
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    fused = [f"{variant}.fused" for variant in VARIANTS]
+    fused = [f"{variant}.fused" for variant in configured_variants()]
     return Pipeline(
         [
             Node(
@@ -26,7 +26,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "lesion_thresholds",
                     *fused,
                 ],
-                outputs=["metrics", "case_metrics", "comparison_table", "evaluation_plots"],
+                outputs=[
+                    "metrics",
+                    "case_metrics",
+                    "comparison_table",
+                    "evaluation_plots",
+                    "score_histograms",
+                ],
                 name="evaluate_methods",
             ),
             Node(

@@ -49,15 +49,13 @@ def train_view_model(
 ) -> tuple[dict, pd.DataFrame, Figure]:
     """Train one slice model for one view; returns its best checkpoint, history and curves.
 
+    ``variant`` names the model (any architecture, see ``params.architecture``); its
+    checkpoints live in ``checkpoint_dir/<variant>/``.
+
     ``best`` and ``last`` checkpoints are written after every epoch under ``checkpoint_dir``
     so a killed run resumes (``resume: true``); the best one is also the node's output, which
     the catalog stores for the inference pipeline.
     """
-    if params.architecture != variant:
-        raise ValueError(
-            f"{view}.{variant}.training.architecture is '{params.architecture}', but the "
-            f"'{variant}' namespace trains the '{variant}' model."
-        )
     folder = output_folder(checkpoint_dir) / variant
     best = TorchCheckpointDataset(filepath=str(folder / f"{view}_best.pt"))
     last = TorchCheckpointDataset(filepath=str(folder / f"{view}_last.pt"))
@@ -69,6 +67,10 @@ def train_view_model(
         best_checkpoint=best,
     )
     logger.info("%s %s: best epoch %d of %d", variant, view, result.best_epoch, len(result.history))
-    title = f"{variant} model, {view} view"
+    title = f"{variant} ({params.architecture}) model, {view} view"
     checkpoint = {**best.load(), "view": view}  # inference refuses a model of another view
-    return checkpoint, result.history, training_curves_figure(result.history, title=title)
+    return (
+        checkpoint,
+        result.history,
+        training_curves_figure(result.history, best_epoch=result.best_epoch, title=title),
+    )

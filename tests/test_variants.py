@@ -1,0 +1,73 @@
+"""Model variants are parameters: each is an ordinary `<view>.<variant>` namespace."""
+
+from __future__ import annotations
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from tests.kedro_project import ROOT
+from vertebral_fracture.pipelines import fusion, inference, training
+from vertebral_fracture.pipelines.fusion.nodes import FusionParams, fuse_views
+from vertebral_fracture.pipelines.views import (
+    VIEWS,
+    configure_variants,
+    configured_variants,
+    variants_of,
+)
+from vertebral_fracture.settings import CONFIG_LOADER_ARGS
+from vertebral_fracture.training import TrainingParams
+
+
+def _parameters(env: str, **runtime_params) -> dict:
+    loader = OmegaConfigLoader(
+        str(ROOT / "conf"), env=env, runtime_params=runtime_params, **CONFIG_LOADER_ARGS
+    )
+    return loader["parameters"]
+
+
+@pytest.fixture
+def restore_variants():
+    before = configured_variants()
+    yield
+    configure_variants(before)
+
+
+def test_bench_environment_defines_peer_and_ablation_and_one_seed_for_all():
+    params = _parameters("bench", seed=7)
+    assert params["variants"] == ["multitask", "baseline", "smp", "ungated"]
+    for view in VIEWS:
+        for variant in params["variants"]:
+            p = TrainingParams.model_validate(params[view][variant]["training"])
+            assert p.seed == 7  # `kedro run --params seed=7` reaches every model
+        assert params[view]["smp"]["training"]["architecture"] == "smp_unet"
+        assert params[view]["ungated"]["training"]["attention_gates"] is False
+    assert set(params["variants"]) <= set(params["fusion"]["methods"])
+    assert _parameters("bench")["axial"]["multitask"]["training"]["seed"] == 42
+
+
+def test_pipelines_have_a_namespace_per_configured_variant(restore_variants):
+    configure_variants(["multitask", "smp"])
+    trained = {n.name for n in training.create_pipeline().nodes}
+    assert trained == {f"{v}.{m}.train_view_model" for v in VIEWS for m in ("multitask", "smp")}
+    assert "axial.smp.model" in inference.create_pipeline().inputs()
+    assert {"multitask.fused", "smp.fused"} <= fusion.create_pipeline().all_outputs()
+
+
+def test_bad_variant_lists_are_refused():
+    with pytest.raises(ValueError, match="parameter `variants` is missing"):
+        variants_of({"phantoms": {}})
+    with pytest.raises(ValueError, match="distinct"):
+        configure_variants(["multitask", "multitask"])
+    with pytest.raises(ValueError, match="identifiers"):
+        configure_variants(["multi task"])
+
+
+def test_a_variant_without_fusion_methods_is_named():
+    params = FusionParams(methods={"multitask": ["product"]})
+    with pytest.raises(ValueError, match="no entry for the variant 'smp'"):
+        fuse_views({}, {}, {}, params, variant="smp")
+
+
+def test_pydantic_defaults_are_the_methods():
+    defaults = TrainingParams()
+    assert defaults.seg_loss == "focal_tversky" and defaults.dropout == 0.2
