@@ -32,7 +32,10 @@ demo: $(VENV)/.installed
 	@cat data/08_reporting/comparison.md
 	@echo
 	@echo "Report (open in a browser, works offline): $(CURDIR)/data/08_reporting/report.html"
-	@echo "Probability volumes (open over the scan in 3D Slicer / ITK-SNAP): data/07_model_output/"
+	@echo "Volumes, each on its scan's own grid: probabilities data/07_model_output/fused/<variant>/<method>/,"
+	@echo "  fracture label maps data/07_model_output/label_maps/<method>/, scans data/01_raw/phantoms/."
+	@echo "Over the scan in 3D Slicer: File > Add Data, pick <case>_ct.nii.gz and the case's label map"
+	@echo "  (tick 'LabelMap' under Options) or fused volume (then set it as the foreground layer)."
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

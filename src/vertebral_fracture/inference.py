@@ -6,9 +6,9 @@ import nibabel as nib
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from vertebral_fracture.preprocessing import to_native
+from vertebral_fracture.progress import Progress
 from vertebral_fracture.slicing import SliceStack, assemble_volume
 from vertebral_fracture.training.data import neighbour_indices
 from vertebral_fracture.training.loop import MEMORY_FORMAT
@@ -34,7 +34,7 @@ def predict_slices(
         stack: the slices, (N, H, W) with H and W multiples of 32.
         batch_size: slices per forward pass.
         device: where to run.
-        progress: show a progress bar over batches.
+        progress: show progress over batches (a bar on a terminal, log lines otherwise).
 
     Returns:
         (N, H, W) float32 probabilities in [0, 1].
@@ -43,12 +43,8 @@ def predict_slices(
     n, in_channels = len(stack.images), model.in_channels
     out = np.empty(stack.images.shape, dtype=np.float32)
     starts = range(0, n, batch_size)
-    for start in tqdm(
-        starts,
-        desc=f"{stack.case_id} {stack.view}",
-        unit="batch",
-        leave=False,
-        disable=not progress,
+    for start in Progress(
+        starts, desc=f"{stack.case_id} {stack.view}", unit="batch", enabled=progress
     ):
         indices = range(start, min(start + batch_size, n))
         batch = np.stack([stack.images[neighbour_indices(i, n, in_channels)] for i in indices])

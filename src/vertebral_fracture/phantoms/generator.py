@@ -12,7 +12,8 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
 from scipy.ndimage import binary_dilation, center_of_mass, gaussian_filter
-from tqdm.auto import tqdm
+
+from vertebral_fracture.progress import Progress
 
 from .anatomy import (
     BONE,
@@ -381,5 +382,5 @@ def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
     """Generate ``params.n_cases`` cases; case ``i`` uses seed ``params.seed + i``."""
     return [
         generate_phantom(f"{params.case_prefix}_{i:04d}", params.seed + i, params)
-        for i in tqdm(range(params.n_cases), desc="phantoms", unit="case")
+        for i in Progress(range(params.n_cases), desc="phantoms", unit="case")
     ]

@@ -32,10 +32,10 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from vertebral_fracture.losses import MultiTaskLoss
 from vertebral_fracture.models import build_model
+from vertebral_fracture.progress import Progress
 from vertebral_fracture.slicing import SliceStack
 from vertebral_fracture.training.augmentation import build_augmenter
 from vertebral_fracture.training.config import ARCHITECTURE_KEYS, TrainingParams
@@ -453,7 +453,8 @@ def train(
             and it exists.
         best_checkpoint: store written whenever the monitored validation figure improves.
         on_epoch_end: called with the history so far after each epoch (and its checkpoints).
-        progress: show a tqdm bar per epoch with the running training loss.
+        progress: show progress per epoch with the running training loss (a bar on a
+            terminal, log lines otherwise).
 
     Returns:
         :class:`TrainingResult` with the best-epoch model (CPU, eval mode) and the history.
@@ -584,13 +585,11 @@ def train(
             lr = float(optimizer.param_groups[0]["lr"])
             model.train()
             running, n_steps = 0.0, 0
-            bar = tqdm(
+            bar = Progress(
                 train_loader,
-                total=len(train_loader),
                 desc=f"epoch {epoch}/{params.max_epochs}",
-                leave=False,
-                disable=not progress,
-                dynamic_ncols=True,
+                unit="step",
+                enabled=progress,
             )
             for batch in bar:
                 running += train_step(
@@ -605,7 +604,6 @@ def train(
                 )
                 n_steps += 1
                 bar.set_postfix(loss=f"{running / n_steps:.4f}")
-            bar.close()
             val = evaluate(model, val_loader, loss_fn, device=device, amp=amp)
             scheduler.step(val["loss"])
 

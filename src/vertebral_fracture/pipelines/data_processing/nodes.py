@@ -9,7 +9,6 @@ from collections.abc import Callable
 import nibabel as nib
 import numpy as np
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from vertebral_fracture.cases import CaseRecord, ScanError, find_cases, split_cases, validate_case
 from vertebral_fracture.phantoms import (
@@ -19,6 +18,7 @@ from vertebral_fracture.phantoms import (
 )
 from vertebral_fracture.pipelines.data_processing.params import DataProcessingParams
 from vertebral_fracture.preprocessing import to_canonical, window
+from vertebral_fracture.progress import Progress
 from vertebral_fracture.slicing import SliceStack, extract_slices
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _validated_records(
 ) -> list[CaseRecord]:
     cases = find_cases(list(raw_scans), raw_dir)
     records = []
-    for case in tqdm(cases, desc="Validating scans", unit="case"):
+    for case in Progress(cases, desc="Validating scans", unit="case"):
         ct, mask = validate_case(
             raw_scans[case.ct](),
             raw_scans[case.mask]() if case.mask else None,
