@@ -24,7 +24,7 @@ from vertebral_fracture.reporting import (
     render_report,
     slice_overlay_figure,
 )
-from vertebral_fracture.reporting.figures import VIEWS
+from vertebral_fracture.reporting.figures import SHOWN_DECADES, VIEWS, score_norm
 from vertebral_fracture.reporting.html import markdown_table_to_html
 from vertebral_fracture.reporting.volume3d import downsample_max, offline_plotlyjs
 
@@ -113,8 +113,13 @@ def test_mip_figure_layout_and_projections(case, mip_fig):
             else:
                 prob_mip = preds[col].max(axis=axis).T
                 shown = ~np.ma.getmaskarray(overlay)
-                np.testing.assert_array_equal(shown, prob_mip >= THRESHOLDS[col])
+                # scores from SHOWN_DECADES below the threshold, on a scale centred on it
+                lowest = THRESHOLDS[col] * 10.0**-SHOWN_DECADES
+                np.testing.assert_array_equal(shown, prob_mip >= lowest)
                 np.testing.assert_allclose(np.ma.getdata(overlay)[shown], prob_mip[shown])
+                norm = ax.images[1].norm
+                assert float(norm(THRESHOLDS[col])) == pytest.approx(0.5)
+                assert float(norm(1.0)) == pytest.approx(1.0)
     titles = [_panel(mip_fig, f"sagittal|{c}").get_title() for c in columns]
     assert titles[0] == "Ground truth"
     assert titles[1].startswith("baseline_mean") and "p ≥ 0.3)" in titles[1]
@@ -147,6 +152,14 @@ def test_mip_figure_validates_inputs(case):
         mip_comparison_figure(ct, gt, preds, {"baseline_mean": 0.3}, SPACING)
     with pytest.raises(ValueError, match="spacing"):
         mip_comparison_figure(ct, gt, preds, THRESHOLDS, (1.0, 0.0, 1.0))
+
+
+def test_tiny_product_scores_are_visible_mid_scale():
+    # a product-fused score at its threshold sits mid-bar, a decade below it in the lower half
+    norm = score_norm(2e-8)
+    assert float(norm(2e-8)) == pytest.approx(0.5)
+    assert 0.0 < float(norm(2e-9)) < 0.5 < float(norm(2e-7)) < 1.0
+    assert float(norm(2e-8 * 10.0**-SHOWN_DECADES)) == pytest.approx(0.0)
 
 
 def test_slice_overlay_figure(case):

@@ -46,6 +46,7 @@ __all__ = [
     "GT_COLOR",
     "METHOD_COLORS",
     "PROB_CMAP",
+    "SHOWN_DECADES",
     "VIEWS",
     "View",
     "attention_figure",
@@ -55,6 +56,7 @@ __all__ = [
     "pr_curves_figure",
     "project_mip",
     "slice_overlay_figure",
+    "score_norm",
 ]
 
 # --------------------------------------------------------------------------- style
@@ -66,6 +68,9 @@ BONE_WINDOW: tuple[float, float] = (-500.0, 1300.0)
 GT_COLOR = "#00B386"
 #: Probability colour map of predictions (black-red-yellow-white "heat").
 PROB_CMAP = "hot"
+#: Decades of score shown below a method's operating threshold (product-fused scores lie
+#: many decades below 1: a linear 0-1 scale draws them black).
+SHOWN_DECADES = 3.0
 #: Outline colour of a thresholded prediction (Okabe-Ito sky blue: stands out on
 #: both the gray bone and the heat map).
 PRED_OUTLINE_COLOR = "#56B4E9"
@@ -228,13 +233,30 @@ def _show_ct(ax, image: np.ndarray, window: tuple[float, float], extent) -> None
     )
 
 
-def _overlay_prob(ax, prob2d: np.ndarray, extent, min_value: float, alpha: float = 0.85):
-    shown = np.ma.masked_less(np.asarray(prob2d, dtype=float), min_value)
+def score_norm(threshold: float, decades: float = SHOWN_DECADES) -> mcolors.Normalize:
+    """A method's colour scale: log10 of the score, its operating ``threshold`` mid-bar,
+    ``decades`` below it at the bottom and 1 at the top (scores stay the image data)."""
+    centre = float(np.log10(np.clip(threshold, 1e-30, 0.5)))  # keeps the upper half open
+    low = centre - decades
+    knots = ([low, centre, 0.0], [0.0, 0.5, 1.0])
+
+    def forward(p: np.ndarray) -> np.ndarray:
+        return np.interp(np.log10(np.clip(p, 10.0**low, 1.0)), *knots)
+
+    def inverse(v: np.ndarray) -> np.ndarray:
+        return 10.0 ** np.interp(v, knots[1], knots[0])
+
+    return mcolors.FuncNorm((forward, inverse), vmin=10.0**low, vmax=1.0)
+
+
+def _overlay_prob(ax, prob2d: np.ndarray, extent, threshold: float, alpha: float = 0.85):
+    """Scores from ``SHOWN_DECADES`` below ``threshold`` up, on :func:`score_norm`."""
+    norm = score_norm(threshold)
+    shown = np.ma.masked_less(np.asarray(prob2d, dtype=float), norm.vmin)
     return ax.imshow(
         shown,
         cmap=PROB_CMAP,
-        vmin=0.0,
-        vmax=1.0,
+        norm=norm,
         origin="lower",
         extent=extent,
         interpolation="nearest",
@@ -267,10 +289,18 @@ def _legend_handles(with_prediction: bool) -> list:
     return handles
 
 
-def _prob_colorbar(fig: Figure, axes, label: str) -> None:
-    sm = ScalarMappable(norm=mcolors.Normalize(0.0, 1.0), cmap=PROB_CMAP)
-    cb = fig.colorbar(sm, ax=axes, shrink=0.6, fraction=0.04, pad=0.02)
-    cb.set_label(label, fontsize=7)
+def _prob_colorbar(fig: Figure, axes, label: str, threshold: float) -> None:
+    """One method's colour bar: decades of score, its operating threshold marked mid-bar."""
+    norm = score_norm(threshold)
+    cb = fig.colorbar(
+        ScalarMappable(norm=norm, cmap=PROB_CMAP), ax=axes, shrink=0.6, fraction=0.04, pad=0.02
+    )
+    decades = 10.0 ** np.arange(np.ceil(np.log10(norm.vmin)), 1)
+    cb.set_ticks([*decades, threshold], labels=[*(f"{d:.0e}" for d in decades), "threshold"])
+    cb.ax.axhline(threshold, color=PRED_OUTLINE_COLOR, lw=1.5)
+    cb.set_label(
+        f"{label} (log scale; threshold {threshold:.2g}, chosen on validation)", fontsize=7
+    )
     cb.ax.tick_params(labelsize=6)
 
 
@@ -321,9 +351,10 @@ def mip_comparison_figure(
     Each panel shows the MIP of ``ct_hu`` in ``window`` (gray) and:
 
     * ground-truth column: MIP of ``gt_mask`` filled in :data:`GT_COLOR`;
-    * prediction columns: the MIP of the probability in :data:`PROB_CMAP`, shown
-      where it is ``>= thresholds[name]``, its outline (thresholded MIP) in
-      :data:`PRED_OUTLINE_COLOR`, and the ground-truth outline dashed in green.
+    * prediction columns: the MIP of the score in :data:`PROB_CMAP` on the method's own
+      scale (:func:`score_norm`, its threshold mid-bar; one colour bar per method), its
+      outline (thresholded MIP) in :data:`PRED_OUTLINE_COLOR`, and the ground-truth
+      outline dashed in green.
 
     Panel axes are labelled ``"<view>|<column>"``; the first image of every panel is
     the CT MIP with array ``project_mip(ct_hu, view.axis)``.
@@ -375,8 +406,8 @@ def mip_comparison_figure(
                 ax.set_title(label, fontsize=8)
             if c == 0:
                 ax.set_ylabel(f"{view.name} MIP\nmm", fontsize=7)
-    if preds:
-        _prob_colorbar(fig, axes[:, 1:].ravel().tolist(), "predicted probability (MIP)")
+    for c, col in enumerate(preds, start=1):
+        _prob_colorbar(fig, axes[:, c].tolist(), f"{_plain(col)} score (MIP)", thresholds[col])
     _titles(fig, title, "maximum intensity projections", _legend_handles(bool(preds)))
     return fig
 
@@ -394,14 +425,14 @@ def slice_overlay_figure(
     title: str = "",
     *,
     window: tuple[float, float] = BONE_WINDOW,
-    min_prob: float = 0.05,
 ) -> Figure:
     """Three orthogonal slices through ``center`` (voxel indices ``(i, j, k)``).
 
     Rows are the sagittal (``x = i``), coronal (``y = j``) and axial (``z = k``)
     slices. Columns are ``"CT + ground truth"`` then one per prediction. Every panel
     shows the CT slice in ``window`` and the ground-truth contour (green); prediction
-    panels add the probability (``>= min_prob``) in :data:`PROB_CMAP` and the
+    panels add the score on the method's own scale (:func:`score_norm`, from
+    :data:`SHOWN_DECADES` below ``thresholds[name]``) in :data:`PROB_CMAP` and the
     ``thresholds[name]`` contour. Thin dotted lines mark the two other slice planes.
     """
     sp = _check_spacing(spacing)
@@ -427,7 +458,7 @@ def slice_overlay_figure(
             if col in preds:
                 thr = float(thresholds[col])
                 prob_sl = orthogonal_slice(preds[col], view.axis, idx).astype(float)
-                _overlay_prob(ax, prob_sl, extent, min_prob, alpha=0.7)
+                _overlay_prob(ax, prob_sl, extent, thr, alpha=0.7)
                 _contour(ax, prob_sl >= thr, extent, PRED_OUTLINE_COLOR, 0.9)
             _contour(ax, gt_sl, extent, GT_COLOR, 1.0)
             kw = dict(color="white", lw=0.4, ls=":", alpha=0.6)
@@ -444,11 +475,11 @@ def slice_overlay_figure(
                 label = (
                     col
                     if col not in preds
-                    else f"{_plain(col)}\n(contour p = {float(thresholds[col]):.2f})"
+                    else f"{_plain(col)}\n(contour p = {float(thresholds[col]):.2g})"
                 )
                 ax.set_title(label, fontsize=8)
-    if preds:
-        _prob_colorbar(fig, axes[:, 1:].ravel().tolist(), "predicted probability")
+    for c, col in enumerate(preds, start=1):
+        _prob_colorbar(fig, axes[:, c].tolist(), f"{_plain(col)} score", thresholds[col])
     handles = [Line2D([], [], color=GT_COLOR, lw=1.2, label="Ground truth")]
     if preds:
         handles.append(
