@@ -145,14 +145,44 @@ def test_validation_has_no_augmentation() -> None:
     assert isinstance(build_augmenter(params, train=True, view="axial"), SliceAugmenter)
 
 
+def test_scanner_steps_change_the_image_not_the_mask() -> None:
+    scanner_only = AugmentationParams(
+        rotation_deg=0, shift=0, scale=0, flip=False, noise_std=0, brightness_contrast=0
+    )
+    aug = SliceAugmenter(scanner_only, view="coronal")
+    image, mask = _square_image()
+    changed = 0
+    for seed in range(20):
+        out, out_mask = aug(image, mask, seed=seed)
+        np.testing.assert_array_equal(out_mask, mask)  # image-only steps
+        changed += not np.allclose(out, image)
+    assert changed >= 5  # thickness, pixel size, blur, sharpening and gamma do happen
+
+
+@pytest.mark.parametrize(("view", "z_axis"), [("coronal", 1), ("sagittal", 1), ("axial", None)])
+def test_thicker_slices_blur_along_z_only(view: str, z_axis: int | None) -> None:
+    from vertebral_fracture.training.augmentation import AxisResample, slice_axis_in_plane
+
+    assert slice_axis_in_plane(view) == z_axis  # coronal (x, z) and sagittal (y, z): columns
+    stripes = np.zeros((32, 32, 1), np.float32)
+    stripes[:, ::2] = 1.0  # alternate along columns
+    thick = AxisResample(axis=1, max_factor=4.0, p=1.0)
+    out = thick.apply(stripes, factor=4.0)
+    assert np.ptp(out[0, :, 0]) < 0.5  # smoothed along the resampled axis
+    np.testing.assert_allclose(out[:, 5, 0], out[0, 5, 0])  # untouched across it
+    rows = AxisResample(axis=0, max_factor=4.0, p=1.0).apply(stripes, factor=4.0)
+    np.testing.assert_allclose(rows, stripes)  # stripes constant along rows: nothing to blur
+
+
 @pytest.mark.parametrize(
     ("view", "mirror_axis"), [("axial", 0), ("coronal", 0), ("sagittal", None)]
 )
 def test_flips_mirror_left_right_only(view: str, mirror_axis: int | None) -> None:
     # rows of axial and coronal slices run left-right (RAS x); sagittal slices have no such axis
     only_flip = AugmentationParams(
-        rotation_deg=0, shift=0, scale=0, flip=True, noise_std=0, brightness_contrast=0
-    )
+        rotation_deg=0, shift=0, scale=0, flip=True, noise_std=0, brightness_contrast=0,
+        slice_thickness=1, in_plane_downscale=1, blur_sigma=0, sharpen=0, gamma=0,
+    )  # fmt: skip
     aug = SliceAugmenter(only_flip, view=view)
     image, mask = _square_image()
     outcomes = set()

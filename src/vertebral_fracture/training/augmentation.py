@@ -1,7 +1,10 @@
 """Joint image + mask augmentation (albumentations 2.x).
 
 Geometric steps move all image channels and the mask together; the mask is resampled with
-nearest-neighbour interpolation so it stays binary. Intensity steps touch the image only.
+nearest-neighbour interpolation so it stays binary. Intensity and scanner steps (slice
+thickness, pixel size, blur, sharpening, gamma, noise) touch the image only: albumentations
+does these on 2D slices with the same seeded draws as the geometric steps (TorchIO and MONAI
+work on 3D volumes, and the models train on slices).
 Each call may take a ``seed``: the same seed gives the same transform, independent of call order
 or of which DataLoader worker runs it (the sampler hands one seed per drawn slice).
 """
@@ -30,11 +33,42 @@ def left_right_axis(view: str) -> int | None:
     return in_plane.index(0) if 0 in in_plane else None
 
 
-class SliceAugmenter:
-    """Random affine / flip / brightness-contrast / noise on ``(H, W, C)`` float32 in [0, 1].
+def slice_axis_in_plane(view: str) -> int | None:
+    """The slice axis (0 rows, 1 columns) that runs along z (the scanner's slice direction)
+    in ``view``'s slices; ``None`` for axial slices, which are cut across z."""
+    in_plane = [axis for axis in range(3) if axis != VIEW_AXES[view]]
+    return in_plane.index(2) if 2 in in_plane else None
 
-    ``view`` sets which flip is plausible (:func:`left_right_axis`); sagittal slices are
-    never flipped.
+
+class AxisResample(A.ImageOnlyTransform):
+    """Down- then up-sampling along one image axis: a thicker slice's partial volume.
+
+    Area averaging down (each coarse pixel the mean of those it covers), linear back up,
+    by a factor drawn in ``[1, max_factor]``.
+    """
+
+    def __init__(self, axis: int, max_factor: float, p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.axis, self.max_factor = axis, max_factor
+
+    def get_params(self) -> dict[str, float]:
+        return {"factor": self.py_random.uniform(1.0, self.max_factor)}
+
+    def apply(self, img: np.ndarray, factor: float = 1.0, **params) -> np.ndarray:
+        height, width = img.shape[:2]
+        size = [width, height]  # cv2 sizes are (width, height)
+        size[1 - self.axis] = max(1, round(size[1 - self.axis] / factor))
+        coarse = cv2.resize(img, tuple(size), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
+        return out.reshape(img.shape)
+
+
+class SliceAugmenter:
+    """Random affine / flip / scanner look / brightness-contrast / noise on ``(H, W, C)``
+    float32 in [0, 1].
+
+    ``view`` sets which flip is plausible (:func:`left_right_axis`; sagittal slices are
+    never flipped) and along which axis slices thicken (:func:`slice_axis_in_plane`).
     """
 
     def __init__(self, params: AugmentationParams, *, view: str) -> None:
@@ -57,6 +91,24 @@ class SliceAugmenter:
         flip_axis = left_right_axis(view) if params.flip else None
         if flip_axis is not None:
             transforms.append(A.VerticalFlip(p=0.5) if flip_axis == 0 else A.HorizontalFlip(p=0.5))
+        z_axis = slice_axis_in_plane(view)
+        if params.slice_thickness > 1 and z_axis is not None:
+            transforms.append(AxisResample(z_axis, params.slice_thickness, p=0.3))
+        if params.in_plane_downscale < 1:
+            transforms.append(
+                A.Downscale(
+                    scale_range=(params.in_plane_downscale, 1.0),
+                    interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
+                    p=0.2,
+                )
+            )
+        if params.blur_sigma > 0:
+            transforms.append(A.GaussianBlur(sigma_limit=(0.1, params.blur_sigma), p=0.2))
+        if params.sharpen > 0:
+            transforms.append(A.Sharpen(alpha=(0.0, params.sharpen), lightness=(1.0, 1.0), p=0.2))
+        if params.gamma > 0:
+            limits = (100 * (1 - params.gamma), 100 * (1 + params.gamma))
+            transforms.append(A.RandomGamma(gamma_limit=limits, p=0.3))
         if params.brightness_contrast > 0:
             transforms.append(
                 A.RandomBrightnessContrast(

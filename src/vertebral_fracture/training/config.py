@@ -37,8 +37,32 @@ class AugmentationParams(_Strict):
         0.02, ge=0.0, le=0.5, description="max std of Gaussian noise (intensity scale 0..1)"
     )
     brightness_contrast: float = Field(
-        0.1, ge=0.0, le=1.0, description="brightness and contrast limit (p=0.5)"
+        0.1, ge=0.0, le=1.0, description="brightness and contrast limit (p=0.5): HU scale/offset"
     )
+    # scanner variety (image only): other resolutions, kernels and display curves than the
+    # phantoms', so the models meet more than one scanner's look; 0 (or 1) turns one off
+    slice_thickness: float = Field(
+        3.0,
+        ge=1.0,
+        le=8.0,
+        description="max factor of down- then up-sampling along the slice (z) axis of coronal "
+        "and sagittal slices: thicker slices, partial volume (p=0.3)",
+    )
+    in_plane_downscale: float = Field(
+        0.6,
+        gt=0.0,
+        le=1.0,
+        description="smallest scale of in-plane down- then up-sampling: coarser pixels (p=0.2)",
+    )
+    blur_sigma: float = Field(
+        1.0, ge=0.0, le=5.0, description="max sigma (px) of Gaussian blur: soft kernels (p=0.2)"
+    )
+    sharpen: float = Field(
+        0.4, ge=0.0, le=1.0, description="max alpha of unsharp sharpening: sharp kernels (p=0.2)"
+    )
+    gamma: float = Field(
+        0.2, ge=0.0, lt=1.0, description="gamma drawn in 1 +/- gamma (p=0.3)"
+    )  # fmt: skip
 
 
 class LrSchedulerParams(_Strict):
