@@ -115,3 +115,14 @@ def test_lesion_threshold_search_skips_thresholds_that_paint_the_scan():
     # below 1e-4 most voxels are marked: those thresholds are dropped, never labelled
     assert min(search.detections) == pytest.approx(1e-4)
     assert LesionThresholdSearch(0.3).best() == 0.3  # nothing seen: the voxel threshold
+
+
+def test_lesion_search_reaches_the_scores_of_product_fusion():
+    # a product of three views puts a lesion at 1e-12 and the background at 0
+    gt = np.zeros((20, 20, 20), dtype=bool)
+    gt[8:12, 8:12, 8:12] = True
+    prob = np.where(gt, 3e-12, 0.0).astype(np.float32)
+    search = LesionThresholdSearch(0.5)
+    search.add_case(prob, gt)
+    chosen = search.best()
+    assert chosen <= 3e-12 and np.count_nonzero(prob >= chosen) == gt.sum()
