@@ -5,7 +5,7 @@
    training,inference,fusion,reporting --params seed=<s>``, every variant (proposed, thesis
    baseline, smp peer, ungated ablation) scored by the pipelines' own nodes; its
    ``metrics.json`` and ``score_histograms.npz`` are kept in ``data/bench/seeds/<s>/`` and
-   reused for the same commit and parameters (a killed bench resumes at its seed).
+   reused for the same code and parameters (a killed bench resumes at its seed).
 3. Mean and spread over seeds; paired bootstrap over test cases and seeds.
 4. Speed and memory, one subprocess per measurement, with the pipelines' functions.
 5. ``benchmarks/results.json`` (commit, seeds, test cases) and ``docs/benchmarks.md``.
@@ -137,18 +137,22 @@ def plain_params(context: Any) -> dict:
     return plain(dict(context.params))
 
 
+CODE = ("src", "conf", "pyproject.toml", "benchmarks/run_benchmark.py", "benchmarks/report.py")
+
+
 def source_commit() -> dict:
-    """The git commit the bench runs on, and whether the work tree differs from it."""
+    """The commit the bench runs on, whether its code differs from it, and the code's hash
+    (what a kept seed must match: committing results or docs does not invalidate it)."""
 
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return out.stdout.strip() if out.returncode == 0 else ""
 
+    tree = git("ls-tree", "-r", "HEAD", "--", *CODE)
     return {
         "commit": git("rev-parse", "HEAD") or None,
-        "dirty": bool(
-            git("status", "--porcelain", "--untracked-files=no", "src", "conf", "benchmarks")
-        ),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE)),
+        "code": hashlib.sha256(tree.encode()).hexdigest()[:16],
     }
 
 
@@ -176,8 +180,9 @@ def run_seeds(project: Path, params: dict, fingerprint: str, timer: StageTimer) 
 
 
 def fingerprint_of(params: dict, commit: dict) -> str:
-    """What a kept seed must match to be reused: the commit and every parameter."""
-    blob = json.dumps({"params": params, "commit": commit}, sort_keys=True, default=str)
+    """What a kept seed must match to be reused: the code and every parameter."""
+    code = {"code": commit["code"], "dirty": commit["dirty"]}
+    blob = json.dumps({"params": params, **code}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
