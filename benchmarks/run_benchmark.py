@@ -42,7 +42,7 @@ from report import markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_MARK = "BENCH_RESULT "
-PIPELINES = "training,inference,fusion,reporting"
+PIPELINES = ["training", "inference", "fusion", "reporting"]
 KEPT = ("metrics.json", "score_histograms.npz")  # per seed, from data/<root>/08_reporting
 SMOKE_TRAINING = {"slice_size": 32, "batch_size": 4, "max_epochs": 1, "steps_per_epoch": 2}
 SMOKE_OVERRIDES: dict[str, Any] = {
@@ -106,12 +106,23 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def run_kedro(project: Path, *args: str) -> None:
-    """``kedro run --env bench <args>`` in ``project`` (a subprocess: its logs stream through)."""
-    kedro = Path(sys.executable).with_name("kedro")
-    cmd = [str(kedro)] if kedro.exists() else [sys.executable, "-m", "kedro"]
+def run_kedro(project: Path, pipelines: list[str], params: dict | None = None) -> None:
+    """``kedro run --env bench --pipelines <pipelines> --params <params>`` in a fresh process
+    (a KedroSession, as the CLI runs it; the CLI's ``--params`` cannot carry a list)."""
+    logger.info("kedro run --env bench --pipelines %s --params %s", ",".join(pipelines), params)
+    spec = json.dumps({"pipelines": pipelines, "params": params or {}})
     env = dict(os.environ, KEDRO_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1")
-    subprocess.run([*cmd, "run", "--env", "bench", *args], cwd=project, env=env, check=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--kedro-run", spec]
+    subprocess.run(cmd, cwd=project, env=env, check=True)
+
+
+def _kedro_run(spec: dict) -> None:
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(Path.cwd())
+    with KedroSession.create(env="bench", runtime_params=spec["params"]) as session:
+        session.run(pipeline_names=spec["pipelines"])
 
 
 def bench_context(project: Path) -> Any:
@@ -160,17 +171,22 @@ def source_commit() -> dict:
 
 
 def run_seeds(project: Path, params: dict, fingerprint: str, timer: StageTimer) -> dict[int, Path]:
-    """Every training seed through the pipelines; returns seed -> folder of its kept outputs."""
-    root = project / params["data_root"]
+    """Every training seed through the pipelines; returns seed -> folder of its kept outputs.
+
+    The first seed trains every variant; the others those of ``benchmark.seed_variants``
+    (the proposed model and the peer: the comparison the seeds must power).
+    """
+    bench, root = params["benchmark"], project / params["data_root"]
     folders = {}
-    for seed in params["benchmark"]["seeds"]:
+    for i, seed in enumerate(bench["seeds"]):
         folder = root / "seeds" / str(seed)
         stamp = folder / "run.json"
         if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
-            logger.info("seed %s: kept from an earlier run of this configuration", seed)
+            logger.info("seed %s: kept from an earlier run of this code and configuration", seed)
         else:
-            with timer(f"seed {seed}: kedro run --pipelines {PIPELINES}"):
-                run_kedro(project, "--pipelines", PIPELINES, "--params", f"seed={seed}")
+            runtime = {"seed": seed, **({"variants": bench["seed_variants"]} if i else {})}
+            with timer(f"seed {seed}: pipelines {','.join(PIPELINES)}, {runtime}"):
+                run_kedro(project, PIPELINES, runtime)
             folder.mkdir(parents=True, exist_ok=True)
             for name in KEPT:
                 shutil.copy(root / "08_reporting" / name, folder / name)
@@ -198,11 +214,11 @@ def summarise(folders: dict[int, Path], params: dict) -> dict:
     per_seed = {
         s: json.loads((f / "metrics.json").read_text())["methods"] for s, f in folders.items()
     }
-    seeds = sorted(per_seed)
+    seeds = list(per_seed)  # the first trained every variant
     methods = sorted(per_seed[seeds[0]])
     rows = {}
     for method in methods:
-        entries = [per_seed[s][method] for s in seeds]
+        entries = [per_seed[s][method] for s in seeds if method in per_seed[s]]
         figures = {
             "pr_auc": [e["pr_auc"] for e in entries],
             "recall": [e["recall"] for e in entries],  # at the validation threshold
@@ -211,12 +227,16 @@ def summarise(folders: dict[int, Path], params: dict) -> dict:
             **{f"froc_{rate}": [e["froc"].get(rate) for e in entries] for rate in ("1", "2")},
         }
         rows[method] = {key: _spread(values) for key, values in figures.items()}
+        rows[method]["seeds"] = [s for s in seeds if method in per_seed[s]]
     histograms = {
         s: histograms_from_arrays(ArraysDataset(filepath=str(f / "score_histograms.npz")).load())
         for s, f in folders.items()
     }
     cases = sorted(histograms[seeds[0]][methods[0]])
-    runs = {m: [[histograms[s][m][c] for c in cases] for s in seeds] for m in methods}
+    runs = {
+        m: [[histograms[s][m][c] for c in cases] for s in seeds if m in histograms[s]]
+        for m in methods
+    }
     bench = params["benchmark"]
     samples = bootstrap_average_precision(
         runs, n_resamples=int(bench["bootstrap_resamples"]), seed=0
@@ -462,7 +482,7 @@ def run(smoke: bool, results_path: Path, docs_path: Path) -> dict:
     os.chdir(project)  # catalog paths are relative to the project root
     commit = source_commit()
     with timer("kedro run --pipelines data_processing"):
-        run_kedro(project, "--pipelines", "data_processing")
+        run_kedro(project, ["data_processing"])
     context = bench_context(project)
     params = plain_params(context)
     params["data_root"] = context.config_loader["globals"]["data_root"]
@@ -506,7 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, help="markdown path")
     parser.add_argument("--report-only", type=Path, help="regenerate the docs from results.json")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement
+    parser.add_argument("--kedro-run", help=argparse.SUPPRESS)  # internal: one kedro run
     args = parser.parse_args(argv)
+    if args.kedro_run:
+        _kedro_run(json.loads(args.kedro_run))
+        return 0
     if args.measure:
         logging.disable(logging.WARNING)
         print(RESULT_MARK + json.dumps(measure(json.loads(args.measure))), flush=True)

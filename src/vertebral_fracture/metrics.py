@@ -195,7 +195,7 @@ def bootstrap_average_precision(
 
     Args:
         runs: method -> one sequence per run (seed) of one histogram per case; the same
-            cases in the same order everywhere, and the same number of runs per method.
+            cases in the same order everywhere (methods may have different numbers of runs).
         n_resamples: number of bootstrap resamples.
         seed: seed of the draws.
 
@@ -203,27 +203,30 @@ def bootstrap_average_precision(
         method -> ``(n_resamples,)`` float64 AP samples (nan for a resample without positive
         voxels; summarise with ``np.nanpercentile``).
     """
-    n_runs = {len(r) for r in runs.values()}
     n_cases = {len(cases) for r in runs.values() for cases in r}
-    if len(n_runs) != 1 or 0 in n_runs or len(n_cases) != 1 or 0 in n_cases:
+    if len(n_cases) != 1 or 0 in n_cases or any(len(r) == 0 for r in runs.values()):
         raise ValueError(
-            "every method needs the same, non-zero number of runs and of cases per run, got "
-            f"{sorted(n_runs)} runs and {sorted(n_cases)} cases"
+            "every method needs at least one run and every run the same, non-zero number of "
+            f"cases, got {sorted(n_cases)} cases"
         )
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    n_run, n_case = n_runs.pop(), n_cases.pop()
+    n_case = n_cases.pop()
+    max_runs = max(len(r) for r in runs.values())
     rng = np.random.default_rng(seed)
     # case_weights[r, c]: how often case c is drawn in resample r (float: BLAS products)
     case_weights = rng.multinomial(n_case, np.full(n_case, 1 / n_case), size=n_resamples)
-    run_draws = rng.integers(0, n_run, size=(n_resamples, n_run))
+    # one uniform draw per resample and run slot; a method with k runs reads floor(u * k)
+    run_uniforms = rng.random((n_resamples, max_runs))
     samples = {}
     for method, method_runs in runs.items():
         per_run = np.stack(
             [_resampled_ap([_compact(h) for h in cases], case_weights) for cases in method_runs],
             axis=1,
-        )  # (n_resamples, n_run)
-        samples[method] = np.take_along_axis(per_run, run_draws, axis=1).mean(axis=1)
+        )  # (n_resamples, runs)
+        k = len(method_runs)
+        draws = (run_uniforms[:, :k] * k).astype(int)
+        samples[method] = np.take_along_axis(per_run, draws, axis=1).mean(axis=1)
     return samples
 
 
