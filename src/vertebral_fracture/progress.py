@@ -2,7 +2,8 @@
 
 A tqdm bar redraws itself many times a second; written into a log file (``make demo >
 log``, CI, a batch scheduler) that is megabytes of carriage returns. Off a terminal the same
-loop logs one line every :data:`LOG_EVERY_S` seconds and one at the end instead.
+loop logs one line every :data:`LOG_EVERY_S` seconds and one at its end instead; a loop
+shorter than that logs nothing (its caller's own log line says it happened).
 """
 
 from __future__ import annotations
@@ -74,15 +75,16 @@ class Progress(Iterable[T]):
                 self._bar.close()
             return
         start = last = time.monotonic()
-        done = 0
+        done, logged = 0, False
         for item in self.items:
             yield item
             done += 1
             now = time.monotonic()
             if now - last >= LOG_EVERY_S:
-                last = now
+                last, logged = now, True
                 self._log(done, now - start)
-        self._log(done, time.monotonic() - start)
+        if logged:
+            self._log(done, time.monotonic() - start)
 
     def _log(self, done: int, seconds: float) -> None:
         of = f"/{self.total}" if self.total is not None else ""
