@@ -10,7 +10,7 @@
 4. Speed and memory, one subprocess per measurement, with the pipelines' functions.
 5. ``benchmarks/results.json`` (commit, seeds, test cases) and ``docs/benchmarks.md``.
 
-    python benchmarks/run_benchmark.py            # the full run (~65 min on 2 CPU cores)
+    python benchmarks/run_benchmark.py            # the full run (~70 min on 2 CPU cores)
     python benchmarks/run_benchmark.py --smoke    # tiny sizes in a temp copy (a few minutes)
     python benchmarks/run_benchmark.py --report-only benchmarks/results.json  # docs only
 """
@@ -44,20 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT_MARK = "BENCH_RESULT "
 PIPELINES = ["training", "inference", "fusion", "reporting"]
 KEPT = ("metrics.json", "score_histograms.npz")  # per seed, from data/<root>/08_reporting
-SMOKE_TRAINING = {"slice_size": 32, "batch_size": 4, "max_epochs": 1, "steps_per_epoch": 2}
-SMOKE_OVERRIDES: dict[str, Any] = {
-    "phantoms": {"n_cases": 10, "shape": [48, 48, 48], "spacing_mm": [1.0, 1.0, 1.0]},
-    "data_processing": {"min_slice_size": 32, "split": {"train": 0.6, "val": 0.2, "test": 0.2}},
-    "inference": {"batch_size": 8},
-    "benchmark": {
-        "seeds": [1, 2],
-        "speed_steps": 2,
-        "metrics_voxels": 1_000_000,
-        "fusion_shape": [64, 64, 64],
-        "bootstrap_resamples": 50,
-    },
-}
-
 logger = logging.getLogger("benchmark")
 
 
@@ -79,7 +65,11 @@ class StageTimer(dict):
 
 
 def prepare_smoke_project(folder: Path) -> Path:
-    """A throw-away copy of the project's conf with tiny bench parameters."""
+    """A throw-away copy of the project's conf with the tiny sizes of ``smoke.yml``."""
+    from omegaconf import OmegaConf
+
+    from vertebral_fracture.pipelines.views import VIEWS
+
     project = folder / "project"
     shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
@@ -87,23 +77,14 @@ def prepare_smoke_project(folder: Path) -> Path:
     (project / "data").mkdir()
     (project / "src").mkdir()  # the package is installed; Kedro only checks the folder exists
     bench = project / "conf" / "bench" / "parameters.yml"
-    from vertebral_fracture.pipelines.views import VIEWS
-
-    params = _merge(yaml.safe_load(bench.read_text()), SMOKE_OVERRIDES)
+    smoke = yaml.safe_load(Path(__file__).with_name("smoke.yml").read_text())
+    training = smoke.pop("training")
+    params = OmegaConf.to_container(OmegaConf.merge(yaml.safe_load(bench.read_text()), smoke))
     for view in VIEWS:  # the file's YAML anchors are resolved copies once loaded
         for variant in params[view].values():
-            variant["training"] = dict(SMOKE_TRAINING)
+            variant["training"] = dict(training)
     bench.write_text(yaml.safe_dump(params, sort_keys=False))
     return project
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    """Deep merge of nested dicts, ``extra`` winning (as Kedro's soft merge of parameters)."""
-    out = dict(base)
-    for key, value in extra.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merge(out[key], value) if both else value
-    return out
 
 
 def run_kedro(project: Path, pipelines: list[str], params: dict | None = None) -> None:
@@ -283,13 +264,8 @@ def _spread(values: list) -> dict:
 
 def measure(spec: dict) -> dict:
     """One speed/memory measurement named by ``spec["kind"]`` in this (fresh) process."""
-    kinds = {
-        "train_speed": _measure_train_speed,
-        "infer_speed": _measure_infer_speed,
-        "pr_auc_ours": _measure_pr_auc,
-        "pr_auc_sklearn": _measure_pr_auc,
-    }
-    return kinds[spec["kind"]](spec)
+    kinds = {"train_speed": _measure_train_speed, "infer_speed": _measure_infer_speed}
+    return kinds.get(spec["kind"], _measure_pr_auc)(spec)
 
 
 def run_measurement(spec: dict, project: Path) -> dict:
@@ -300,9 +276,8 @@ def run_measurement(spec: dict, project: Path) -> dict:
     if proc.returncode:
         raise RuntimeError(f"measurement {spec} failed:\n{proc.stderr[-4000:]}")
     line = [s for s in proc.stdout.splitlines() if s.startswith(RESULT_MARK)][-1]
-    result = json.loads(line[len(RESULT_MARK) :])
-    logger.info("  -> %s", result)
-    return result
+    logger.info("  -> %s", line[len(RESULT_MARK) :])
+    return json.loads(line[len(RESULT_MARK) :])
 
 
 def _peak_rss_mb() -> float:
@@ -409,22 +384,18 @@ def measure_fusion(shape: list[int], repeats: int) -> dict:
     """Best-of-``repeats`` seconds: product of three float32 volumes vs one ``ndarray.copy``."""
     from vertebral_fracture.fusion import fuse
 
-    rng = np.random.default_rng(7077)
-    volumes = [rng.random(tuple(shape), dtype=np.float32) for _ in range(3)]
+    volumes = [np.random.default_rng(i).random(tuple(shape), dtype=np.float32) for i in range(3)]
     fusion_s, copy_s = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fuse(volumes, "product")
-        fusion_s.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        volumes[0].copy()
-        copy_s.append(time.perf_counter() - start)
-    return {
-        "shape": list(shape),
-        "fusion_s": round(min(fusion_s), 4),
-        "copy_s": round(min(copy_s), 4),
-        "ratio": round(min(fusion_s) / min(copy_s), 2),
-    }
+        for work, times in (
+            (lambda: fuse(volumes, "product"), fusion_s),
+            (volumes[0].copy, copy_s),
+        ):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+    best = {"fusion_s": min(fusion_s), "copy_s": min(copy_s)}
+    return {"shape": list(shape), **best, "ratio": best["fusion_s"] / best["copy_s"]}
 
 
 def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
@@ -464,9 +435,7 @@ def environment() -> dict:
     return {
         "device": "cuda" if torch.cuda.is_available() else cpu,
         "threads": TrainingParams().resolved_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
+        **{"cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__},
         "python": platform.python_version(),
     }
 
@@ -511,10 +480,12 @@ def run(smoke: bool, results_path: Path, docs_path: Path) -> dict:
         "command": "python benchmarks/run_benchmark.py --smoke" if smoke else "make bench",
         "smoke": smoke,
     }
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=1) + "\n")
-    docs_path.parent.mkdir(parents=True, exist_ok=True)
-    docs_path.write_text(markdown(results))
+    for path, text in (
+        (results_path, json.dumps(results, indent=1) + "\n"),
+        (docs_path, markdown(results)),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     logger.info("wrote %s and %s", results_path, docs_path)
     return results
 
