@@ -126,3 +126,19 @@ def test_lesion_search_reaches_the_scores_of_product_fusion():
     search.add_case(prob, gt)
     chosen = search.best()
     assert chosen <= 3e-12 and np.count_nonzero(prob >= chosen) == gt.sum()
+
+
+def test_case_histograms_round_trip_through_named_arrays():
+    from vertebral_fracture.evaluation import histograms_from_arrays, histograms_to_arrays
+
+    gt = np.zeros((8, 8, 8), dtype=bool)
+    gt[2:4, 2:4, 2:4] = True
+    prob = np.random.default_rng(0).random(gt.shape).astype(np.float32)
+    scores = score_methods(
+        [("c1", lambda: gt, {"m": lambda: prob})], {"m": 0.5}, keep_case_histograms=True
+    )
+    restored = histograms_from_arrays(histograms_to_arrays(scores))["m"]["c1"]
+    for got, kept in zip(restored, scores["m"].case_histograms[0], strict=True):
+        np.testing.assert_array_equal(got, kept)
+    with pytest.raises(ValueError, match="keep_case_histograms"):
+        histograms_to_arrays(score_methods([("c1", lambda: gt, {"m": lambda: prob})], {"m": 0.5}))

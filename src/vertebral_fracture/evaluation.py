@@ -167,11 +167,8 @@ def histograms_from_arrays(
     for key in arrays:
         method, case, name = key.rsplit("/", 2)
         if name == "bins":
-            prefix = f"{method}/{case}"
             out.setdefault(method, {})[case] = CompactHistogram(
-                arrays[f"{prefix}/bins"],
-                arrays[f"{prefix}/positives"],
-                arrays[f"{prefix}/negatives"],
+                *(arrays[f"{method}/{case}/{field}"] for field in CompactHistogram._fields)
             )
     return out
 

@@ -113,6 +113,8 @@ def build_model_from_params(
     params: TrainingParams | Mapping[str, Any], *, load_pretrained: bool = True
 ) -> nn.Module:
     """``build_model`` with the architecture fields of ``params``."""
+    if not isinstance(params, TrainingParams) and "architecture" not in params:
+        raise KeyError("architecture")  # no default network for a checkpoint that names none
     # checkpoints written before a field existed hold its default
     p = params if isinstance(params, TrainingParams) else TrainingParams.model_construct(**params)
     return build_model(
