@@ -31,7 +31,8 @@ TINY_TRAINING = {
 }
 
 TINY_PARAMETERS: dict[str, Any] = {
-    "phantoms": {"n_cases": 8, "shape": [40, 40, 40], "spacing_mm": [1.5, 1.5, 1.5], "seed": 11},
+    # 64 mm fields: adult-size vertebrae, one or two fully in view
+    "phantoms": {"n_cases": 8, "shape": [32, 32, 32], "spacing_mm": [2.0, 2.0, 2.0], "seed": 11},
     "data_processing": {
         "spacing_mm": [2.0, 2.0, 2.0],
         "min_slice_size": 32,

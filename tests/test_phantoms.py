@@ -13,15 +13,19 @@ from vertebral_fracture.evaluation import lesion_kinds
 from vertebral_fracture.phantoms import (
     BONE,
     Phantom,
+    PhantomAppearance,
     PhantomSetParams,
     Tissue,
     generate_phantom,
     generate_phantom_set,
     phantom_preview_figure,
 )
+from vertebral_fracture.phantoms.anatomy import LEVELS, layout_spine, level_geom
+from vertebral_fracture.phantoms.fractures import COMPRESSION_SHAPES, Compression
 
-SHAPE = (40, 40, 40)
-SPACING = (1.5, 1.5, 1.8)
+SHAPE = (56, 56, 48)  # a real-size lumbar field: 112 x 112 x 120 mm
+SPACING = (2.0, 2.0, 2.5)
+DEFAULT_LOOK = PhantomAppearance()
 
 
 def _params(**overrides) -> PhantomSetParams:
@@ -76,8 +80,9 @@ def test_images_are_int16_hu_and_uint8_mask_with_mm_headers(phantoms):
         (Tissue.MUSCLE, 20, 65),
         (Tissue.DISC, 60, 140),
         (Tissue.CSF, -10, 45),
-        (Tissue.TRABECULAR, 100, 300),
-        (Tissue.CORTICAL, 700, 1200),
+        (Tissue.TRABECULAR, *DEFAULT_LOOK.trabecular_hu),
+        # thin cortex: blur and sharpening spread its drawn HU
+        (Tissue.CORTICAL, DEFAULT_LOOK.cortical_hu[0] - 100, DEFAULT_LOOK.cortical_hu[1]),
     ],
 )
 def test_tissue_hu_medians(phantoms, tissue, low, high):
@@ -175,6 +180,51 @@ def test_osteoporosis_lowers_trabecular_density(phantoms):
     porotic = _interior_hu(phantoms, Tissue.OSTEOPOROTIC_TRABECULAR)
     assert porotic.size > 0
     assert np.median(porotic) < np.median(_interior_hu(phantoms, Tissue.TRABECULAR))
+
+
+def _body_width_mm(phantom: Phantom, spacing_x: float) -> float:
+    """Left-right extent of trabecular bone in the axial slice that holds the most of it."""
+    labels = _canonical(phantom.tissue_labels)
+    body = np.isin(labels, [Tissue.TRABECULAR, Tissue.OSTEOPOROTIC_TRABECULAR])
+    z = int(np.argmax(body.sum(axis=(0, 1))))
+    rows = np.nonzero(body[:, :, z].any(axis=1))[0]
+    return float((rows.max() - rows.min() + 1) * spacing_x)
+
+
+def test_vertebrae_keep_adult_size_whatever_the_field_of_view():
+    # a field scaled to fit would shrink the vertebrae of a tight crop: one pixel size learnt
+    spacing = np.asarray(SPACING)
+    layouts = [
+        layout_spine(np.random.default_rng(0), np.zeros(3), spacing, shape, PhantomAppearance())
+        for shape in ((48, 48, 40), (96, 96, 120))
+    ]
+    tight, tall = ({vt.name: vt.geom for vt in layout.vertebrae} for layout in layouts)
+    assert len(tall) > len(tight) >= 2
+    assert all(tight[name] == tall[name] for name in tight)
+    for shape in ((48, 48, 40), (96, 96, 80)):
+        width = _body_width_mm(generate_phantom("w", 3, _params(shape=shape)), SPACING[0])
+        assert 28 <= width <= 75, (shape, width)  # adult thoraco-lumbar body, whatever the field
+
+
+def test_appearance_ranges_set_noise_and_slice_profile():
+    def case(**appearance):
+        return generate_phantom("a", 4, _params(appearance=PhantomAppearance(**appearance)))
+
+    quiet, loud = case(noise_hu=(5.0, 5.0)), case(noise_hu=(40.0, 40.0))
+    assert np.std(_interior_hu([loud], Tissue.FAT)) > 3 * np.std(_interior_hu([quiet], Tissue.FAT))
+    # thick slices average anatomy along z: sharp bone edges along z soften
+    thin, thick = case(slice_thickness_mm=(0.6, 0.6)), case(slice_thickness_mm=(6.0, 6.0))
+    steps = [np.abs(np.diff(_canonical(p.ct).astype(float), axis=2)).mean() for p in (thin, thick)]
+    assert steps[1] < 0.8 * steps[0]
+
+
+@pytest.mark.parametrize(
+    "appearance",
+    [{"noise_hu": (30.0, 5.0)}, {"levels": ("L5", "T9")}, {"levels": ("T9", "L6")}],
+)
+def test_invalid_appearance_is_rejected(appearance):
+    with pytest.raises(ValidationError):
+        PhantomAppearance(**appearance)
 
 
 def test_same_seed_is_deterministic_and_different_seeds_differ():
@@ -286,3 +336,24 @@ def test_manifest_centroids_name_each_lesion_of_the_mask(code):
             inside = np.floor(ijk[:3]).astype(int)
             lo, hi = np.argwhere(mask).min(0), np.argwhere(mask).max(0)
             assert np.all(inside >= lo - 1) and np.all(inside <= hi + 1)
+
+
+def test_compression_shapes_collapse_their_endplates():
+    geom = level_geom(LEVELS.index("L2"), 1.0, np.random.default_rng(0))
+    u, v, w = np.meshgrid(
+        *(np.linspace(-r, r, 41) for r in (geom.rx, geom.ry, geom.h / 2)), indexing="ij"
+    )
+    base = dict(side=1, loss_mm=0.3 * geom.h, hinge=-0.4, gamma=1.0, band_mm=3.0)
+    masks = {
+        shape: Compression(**base, ripple_mm=0.0, ripple_phase=0.0, shape=shape)
+        .evaluate(u, v, w, geom)
+        .mask
+        for shape in COMPRESSION_SHAPES
+    }
+    upper, lower = w > 0, w < 0
+    assert masks["wedge"][upper].any() and not masks["wedge"][lower].any()
+    assert masks["biconcave"][upper].any() and masks["biconcave"][lower].any()
+    assert not masks["crush"][lower].any()
+    # a wedge spares the posterior wall; a crush lowers nearly the whole endplate
+    posterior = v < -0.6 * geom.ry
+    assert not masks["wedge"][posterior].any() and masks["crush"][posterior].any()

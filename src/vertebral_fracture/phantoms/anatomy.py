@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .geometry import Array, capsule_sdf, ellipse_sdf, frame_from_axis
+
+if TYPE_CHECKING:
+    from .config import PhantomAppearance
 
 
 class Tissue(IntEnum):
@@ -43,7 +47,7 @@ BONE = (
     Tissue.OSTEOPOROTIC_TRABECULAR,
 )
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
-SEGMENT_LEVELS = range(LEVELS.index("T9"), len(LEVELS))  # thoraco-lumbar segments start here
+OSTEOPOROTIC_HU = 110.0  # trabecular density below which a spine counts as osteoporotic
 _ANCHORS = [0, 7, 11, 14, 16]  # level indices of T1, T8, T12, L3, L5
 _NOMINAL = {  # nominal adult dimensions (mm / degrees) at the anchor levels
     "rx": [12, 16, 19, 23, 25],
@@ -174,43 +178,41 @@ def _nominal(level: int, key: str) -> float:
     return float(np.interp(level, _ANCHORS, _NOMINAL[key]))
 
 
-def anatomy_scale(levels: range, fov_mm: Array) -> float:
-    """Largest scale (<= 1) at which the segment's height and the spine's cross-section fit."""
-    pitch = sum(_nominal(i, "h") + _nominal(i, "disc_h") for i in levels)
-    mid = levels[len(levels) // 2]
-    ap = 2 * _nominal(mid, "ry") + 2 * _nominal(mid, "canal_ry") + _nominal(mid, "sp_len") + 12
-    lat = 2 * (_nominal(mid, "canal_rx") + _nominal(mid, "ped_r") + _nominal(mid, "tp_len")) + 10
-    return float(min(1.0, 0.94 * fov_mm[2] / pitch, 0.9 * fov_mm[1] / ap, 0.95 * fov_mm[0] / lat))
-
-
 def layout_spine(
-    rng: np.random.Generator, origin: Array, spacing: Array, shape: tuple[int, int, int]
+    rng: np.random.Generator,
+    origin: Array,
+    spacing: Array,
+    shape: tuple[int, int, int],
+    appearance: PhantomAppearance,
 ) -> SpineLayout:
-    """Place a 4-6 vertebra thoraco-lumbar segment (plus cut context vertebrae) in the volume.
+    """Place a thoraco-lumbar spine of adult size in the volume.
 
-    The segment is centred in z and scaled to the field of view; vertebrae follow a curved axis
-    (kyphosis/lordosis + mild scoliosis), each tilted along the axis tangent and axially rotated.
+    Vertebrae keep adult dimensions times one patient size factor whatever the field of view
+    (a field scaled to fit would teach the models one vertebra size in pixels): a tight field
+    shows two or three levels, a tall one many. The field is centred near a level drawn from
+    ``appearance.levels``, and only those levels are ``in_segment`` (may carry fractures and
+    distractors). Vertebrae follow a curved axis (kyphosis/lordosis + mild scoliosis), each
+    tilted along the axis tangent and axially rotated.
     """
     fov = (np.asarray(shape) - 1) * spacing
     centre = origin + fov / 2
-    n = int(rng.integers(4, 7))
-    start = int(rng.integers(SEGMENT_LEVELS.start, len(LEVELS) - n + 1))
-    segment = range(start, start + n)
-    scale = anatomy_scale(segment, fov) * rng.uniform(0.93, 1.0)
+    first, last = (LEVELS.index(lv) for lv in appearance.levels)
+    segment = range(first, last + 1)
+    middle = int(rng.integers(first, last + 1))
+    scale = rng.uniform(*appearance.size_scale)
     geoms = {lv: level_geom(lv, scale, rng) for lv in range(len(LEVELS))}
 
-    # Stack vertebra centres cranio-caudally, then centre the segment in z.
-    z = {start: 0.0}
-    for lv in range(start + 1, len(LEVELS)):
+    # Stack vertebra centres cranio-caudally from the middle level, which sits near mid-field.
+    z = {middle: 0.0}
+    for lv in range(middle + 1, len(LEVELS)):
         z[lv] = z[lv - 1] - (geoms[lv - 1].h / 2 + geoms[lv - 1].disc_h + geoms[lv].h / 2)
-    for lv in range(start - 1, -1, -1):
+    for lv in range(middle - 1, -1, -1):
         z[lv] = z[lv + 1] + (geoms[lv].h / 2 + geoms[lv].disc_h + geoms[lv + 1].h / 2)
-    seg_top = z[start] + geoms[start].h / 2
-    seg_bottom = z[start + n - 1] - geoms[start + n - 1].h / 2
-    shift = centre[2] - (seg_top + seg_bottom) / 2 + rng.uniform(-0.03, 0.03) * fov[2]
+    pitch = geoms[middle].h + geoms[middle].disc_h
+    shift = centre[2] + rng.uniform(-0.3, 0.3) * pitch
     z = {lv: zz + shift for lv, zz in z.items()}
 
-    mid = geoms[segment[len(segment) // 2]]
+    mid = geoms[middle]
     y0 = centre[1] - (mid.ry + 3 * scale + mid.tip_v) / 2 + rng.normal(0, 0.02) * fov[1]
     curve = SpineCurve(
         x0=centre[0] + rng.normal(0, 0.02) * fov[0],
@@ -222,9 +224,9 @@ def layout_spine(
         waves=rng.uniform(0.4, 1.1),
         phase=rng.uniform(0, 2 * np.pi),
     )
-    density = rng.uniform(140, 260)  # patient bone density (trabecular HU)
-    osteoporotic = bool(rng.random() < 0.3)
-    cort_hu = rng.uniform(750, 1150)
+    density = rng.uniform(*appearance.trabecular_hu)  # patient bone density (trabecular HU)
+    osteoporotic = bool(density < OSTEOPOROTIC_HU)
+    cort_hu = rng.uniform(*appearance.cortical_hu)
     vertebrae = []
     for lv in range(len(LEVELS)):
         g = geoms[lv]
@@ -233,7 +235,6 @@ def layout_spine(
         x, y = curve.at(np.array(z[lv]))
         tilt = curve.tangent(z[lv]) + np.append(rng.normal(0, 0.03, 2), 0.0)
         rotation = np.deg2rad(0.6 * (x - curve.x0) / scale + rng.normal(0, 2))
-        trab = density * rng.uniform(0.9, 1.1) * (rng.uniform(0.45, 0.65) if osteoporotic else 1)
         vertebrae.append(
             Vertebra(
                 name=LEVELS[lv],
@@ -242,8 +243,8 @@ def layout_spine(
                 center=np.array([float(x), float(y), z[lv]]),
                 rot=frame_from_axis(tilt, rotation),
                 in_segment=lv in segment,
-                trab_hu=float(trab),
-                cort_hu=float(cort_hu * rng.uniform(0.95, 1.05) * (0.85 if osteoporotic else 1)),
+                trab_hu=float(density * rng.uniform(0.9, 1.1)),
+                cort_hu=float(cort_hu * rng.uniform(0.95, 1.05)),
                 # Cortex stays >= ~1 voxel thick so it survives partial-volume blur.
                 cort_mm=float(
                     max(

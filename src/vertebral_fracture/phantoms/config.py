@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .anatomy import LEVELS
+
 _AXIS_PAIRS = ({"L", "R"}, {"A", "P"}, {"S", "I"})
 
 
@@ -16,6 +18,61 @@ def validate_axcodes(code: str) -> str:
     if len(code) != 3 or any(sum(c in pair for c in code) != 1 for pair in _AXIS_PAIRS):
         raise ValueError(f"orientation {code!r} must hold one of L/R, A/P and S/I, e.g. 'RAS'")
     return code
+
+
+Range = tuple[float, float]
+
+
+def _ordered(bounds: Range) -> Range:
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"range {bounds} must be given low first")
+    return bounds
+
+
+class PhantomAppearance(BaseModel):
+    """Ranges every case draws its anatomy and image formation from (uniform within each).
+
+    Wide ranges are domain randomisation: a model trained across them should learn what a
+    fracture is rather than how one generator draws bone (after SynthSeg, Billot et al.,
+    Medical Image Analysis 2023). A test set drawn from ranges held out of training measures
+    transfer (``conf/bench``: ``phantoms_out_of_domain``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    levels: tuple[str, str] = ("T9", "L5")  # the field is centred on, and fractures hit, these
+    size_scale: Range = (0.85, 1.15)  # patient size x adult dimensions, whatever the field
+    trabecular_hu: Range = (50.0, 320.0)  # osteoporotic (anatomy.OSTEOPOROTIC_HU) to sclerotic
+    cortical_hu: Range = (450.0, 1100.0)
+    in_plane_blur_mm: Range = (0.35, 0.9)  # point-spread sigma: soft to sharp kernels
+    slice_thickness_mm: Range = (0.6, 3.0)  # slice profile FWHM along z (partial volume)
+    sharpen: Range = (0.0, 0.8)  # unsharp-mask gain of edge-enhancing kernels
+    noise_hu: Range = (5.0, 30.0)  # standard deviation of the correlated noise
+    noise_grain_mm: Range = (0.4, 1.0)  # noise correlation length
+
+    @field_validator(
+        "size_scale",
+        "trabecular_hu",
+        "cortical_hu",
+        "in_plane_blur_mm",
+        "slice_thickness_mm",
+        "sharpen",
+        "noise_hu",
+        "noise_grain_mm",
+    )
+    @classmethod
+    def _low_first(cls, bounds: Range) -> Range:
+        return _ordered(bounds)
+
+    @field_validator("levels")
+    @classmethod
+    def _known_levels(cls, levels: tuple[str, str]) -> tuple[str, str]:
+        unknown = [lv for lv in levels if lv not in LEVELS]
+        if unknown:
+            raise ValueError(f"unknown levels {unknown}; choose from {LEVELS[0]}..{LEVELS[-1]}")
+        if LEVELS.index(levels[0]) > LEVELS.index(levels[1]):
+            raise ValueError(f"levels {levels} must be given cranial first, e.g. ['T9', 'L5']")
+        return levels
 
 
 class PhantomSetParams(BaseModel):
@@ -37,6 +94,7 @@ class PhantomSetParams(BaseModel):
     max_fractures: int = Field(default=3, ge=0, le=3)
     orientations: list[str] = Field(default_factory=lambda: ["RAS", "LPS", "PIR"], min_length=1)
     case_prefix: str = "phantom"
+    appearance: PhantomAppearance = Field(default_factory=PhantomAppearance)
 
     @field_validator("shape")
     @classmethod

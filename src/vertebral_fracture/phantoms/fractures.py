@@ -37,38 +37,61 @@ def intact_body(u: Array, v: Array, w: Array, g: VertebraGeom) -> BodyEval:
     return BodyEval(d, end, none, none, none)
 
 
+COMPRESSION_SHAPES = ("wedge", "biconcave", "crush")  # Genant's morphological types
+COMPRESSION_SHAPE_PROBS = (0.5, 0.3, 0.2)
+# Genant semi-quantitative grades 1-3: height loss 20-25 %, 25-40 %, 40-55 % (of body height)
+GRADE_HEIGHT_LOSS = ((0.20, 0.25), (0.25, 0.40), (0.40, 0.55))
+GRADE_PROBS = (0.3, 0.45, 0.25)
+
+
 @dataclass(frozen=True)
 class Compression:
-    """Wedge compression: anterior collapse of one endplate with a sclerotic band beneath it."""
+    """Compression: collapse of an endplate with a sclerotic band of compacted bone beneath it.
 
-    side: int  # +1 superior endplate, -1 inferior
-    loss_mm: float  # anterior height loss
-    hinge: float  # collapse starts at v = hinge * ry (posterior wall stays intact)
+    ``shape`` "wedge" collapses one endplate anteriorly (the posterior wall stays), "biconcave"
+    depresses both endplates centrally, "crush" lowers one endplate almost evenly.
+    """
+
+    side: int  # +1 superior endplate, -1 inferior (biconcave: both)
+    loss_mm: float  # largest height loss of the body
+    hinge: float  # wedge: collapse starts at v = hinge * ry
     gamma: float
     band_mm: float
     ripple_mm: float
     ripple_phase: float
+    shape: str = "wedge"
     kind: str = "compression"
 
+    def _sides(self) -> tuple[int, ...]:
+        return (1, -1) if self.shape == "biconcave" else (self.side,)
+
     def drop(self, u: Array, v: Array, g: VertebraGeom) -> Array:
-        """Endplate displacement (mm) into the body, max at the anterior wall."""
-        t = np.clip((v - self.hinge * g.ry) / ((1 - self.hinge) * g.ry), 0, 1) ** self.gamma
+        """Displacement (mm) of each collapsed endplate into the body."""
+        wedge = np.clip((v - self.hinge * g.ry) / ((1 - self.hinge) * g.ry), 0, 1) ** self.gamma
+        if self.shape == "biconcave":  # the loss shared by both endplates, deepest centrally
+            t = 0.5 * np.clip(1 - (u / g.rx) ** 2 - (v / g.ry) ** 2, 0, 1) ** self.gamma
+        elif self.shape == "crush":
+            t = 0.8 + 0.2 * wedge
+        else:
+            t = wedge
         ripple = self.ripple_mm * np.sin(2.1 * u / g.rx * np.pi + self.ripple_phase) * t
         return self.loss_mm * t + ripple
 
     def extension(self, side: int, g: VertebraGeom) -> float:
         """How far (mm) the adjacent disc must reach into the body through this endplate."""
-        return self.loss_mm + self.ripple_mm if side == self.side else 0.0
+        return self.loss_mm + self.ripple_mm if side in self._sides() else 0.0
 
     def evaluate(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> BodyEval:
         drop = self.drop(u, v, g)
-        top, bottom = (drop, 0.0) if self.side > 0 else (0.0, drop)
+        sides = self._sides()
+        top, bottom = (drop if 1 in sides else 0.0), (drop if -1 in sides else 0.0)
         d, end = body_sdf(u, v, w, g, top, bottom)
-        # Distance below the collapsed endplate only (the other endplate is intact).
-        _, end_top = body_sdf(u, v, w, g, top, -g.h)
-        _, end_bottom = body_sdf(u, v, w, g, -g.h, bottom)
-        depth = end_top if self.side > 0 else end_bottom
-        crushed = (d > 0) & (depth < self.band_mm) & (drop > 0.2 * self.loss_mm)
+        # Distance below each collapsed endplate only (an intact endplate is pushed away).
+        depths = [body_sdf(u, v, w, g, top, -g.h)[1]] if 1 in sides else []
+        depths += [body_sdf(u, v, w, g, -g.h, bottom)[1]] if -1 in sides else []
+        depth = np.minimum.reduce(depths)
+        peak = self.loss_mm * (0.5 if self.shape == "biconcave" else 1.0)
+        crushed = (d > 0) & (depth < self.band_mm) & (drop > 0.2 * peak)
         return BodyEval(d, end, np.zeros(d.shape, bool), crushed, crushed)
 
 
@@ -164,14 +187,16 @@ def sample_fracture(
     Gaps and bands are kept >= ~1 voxel so they survive partial-volume blur.
     """
     if kind == "compression":
+        grade = int(rng.choice(len(GRADE_PROBS), p=GRADE_PROBS))
         return Compression(
             side=1 if rng.random() < 0.7 else -1,
-            loss_mm=rng.uniform(0.25, 0.5) * g.h,
+            loss_mm=rng.uniform(*GRADE_HEIGHT_LOSS[grade]) * g.h,
             hinge=rng.uniform(-0.6, -0.1),
             gamma=rng.uniform(0.8, 1.6),
             band_mm=max(rng.uniform(0.1, 0.18) * g.h, 2.0 * voxel_mm),
             ripple_mm=rng.uniform(0.0, 0.05) * g.h,
             ripple_phase=rng.uniform(0, 2 * np.pi),
+            shape=str(rng.choice(COMPRESSION_SHAPES, p=COMPRESSION_SHAPE_PROBS)),
         )
     if kind == "burst":
         planes = []

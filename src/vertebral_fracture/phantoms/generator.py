@@ -1,7 +1,19 @@
 """Synthetic thoraco-lumbar spine CT phantoms with vertebral fracture masks.
 
-A case is built in canonical RAS world space (mm) as a tissue label map and an HU field,
-blurred (partial volume), noised, then stored in the case's orientation as NIfTI images.
+A case is built in canonical RAS world space (mm) as a tissue label map and an HU field of
+adult-size anatomy, passed through a randomised scanner (``form_image``), then stored in the
+case's orientation as NIfTI images. Every draw comes from ``PhantomAppearance`` ranges.
+
+Mask convention (which voxels are "fracture"): the bone a fracture changes, restricted to
+bone and the voxel layer around it, never on a distractor (Schmorl's node, vein channel,
+osteophyte):
+- compression (wedge, biconcave, crush; Genant grades 1-3): the band of compacted bone
+  beneath each collapsed endplate, ``band_mm`` deep, where the endplate dropped by more than
+  a fifth of its largest drop;
+- burst: the fracture gaps through the body and the displaced (retropulsed) fragment;
+- cortical line: the break through the cortex and the trabecular bone next to it, one voxel
+  wide on each side of the line.
+Intact bone, discs, the disc material filling a collapse and the canal are not fracture.
 """
 
 from __future__ import annotations
@@ -27,13 +39,15 @@ from .anatomy import (
     slice_profile,
     vertebra_extent,
 )
-from .config import PhantomSetParams
+from .config import PhantomAppearance, PhantomSetParams
 from .distractors import LOCAL_KINDS, Distractor, sample_distractor
 from .fractures import KIND_PROBS, KINDS, Fracture, intact_body, sample_fracture
 from .geometry import Array, Box, ellipse_sdf, make_box
 
 _DISTRACTOR_TISSUES = (Tissue.SCHMORL_NODE, Tissue.VEIN_CHANNEL, Tissue.OSTEOPHYTE)
 _DISTRACTOR_PROB = 0.45  # per case and local distractor kind
+FWHM_PER_SIGMA = 2.3548  # a slice profile's full width at half maximum over its sigma
+SHARPEN_SIGMA_MM = 1.0  # scale of the detail an edge-enhancing kernel boosts
 
 
 @dataclass
@@ -45,7 +59,8 @@ class Phantom:
     in the stored ``orientation``. Each entry of ``fractures`` gives the fracture's ``kind``,
     ``vertebra``, mask ``voxels`` and ``centroid_mm`` (world coordinates of its mask's centre,
     ``None`` when no voxel of it survived), so lesions found in the mask can be traced back
-    to their kind.
+    to their kind. ``appearance`` records what the case drew from ``PhantomAppearance``
+    (levels in view, patient size, mean trabecular HU, scanner settings).
     """
 
     case_id: str
@@ -55,6 +70,7 @@ class Phantom:
     distractors: list[str]
     orientation: str
     tissue_labels: nib.Nifti1Image
+    appearance: dict
 
 
 @dataclass
@@ -222,17 +238,23 @@ def _fully_visible(vert: Vertebra, canvas: Canvas) -> bool:
     return z0 + vert.geom.h / 2 <= vert.center[2] <= z1 - vert.geom.h / 2
 
 
+def eligible_vertebrae(layout: SpineLayout, canvas: Canvas) -> list[Vertebra]:
+    """Vertebrae that may carry a fracture or distractor: in the level range, fully in view."""
+    return [vt for vt in layout.vertebrae if vt.in_segment and _fully_visible(vt, canvas)]
+
+
 def choose_fractures(
-    rng: np.random.Generator, layout: SpineLayout, canvas: Canvas, params: PhantomSetParams
+    rng: np.random.Generator,
+    eligible: list[Vertebra],
+    params: PhantomSetParams,
+    voxel_mm: float,
 ) -> dict[str, Fracture]:
     """Map vertebra name -> fracture; none with probability ``fracture_free_fraction``."""
-    if params.max_fractures == 0 or rng.random() < params.fracture_free_fraction:
+    if params.max_fractures == 0 or not eligible or rng.random() < params.fracture_free_fraction:
         return {}
-    eligible = [vt for vt in layout.vertebrae if vt.in_segment and _fully_visible(vt, canvas)]
     weights = np.array([0.55, 0.3, 0.15][: params.max_fractures])
     count = min(int(rng.choice(len(weights), p=weights / weights.sum())) + 1, len(eligible))
     chosen = rng.choice(len(eligible), size=count, replace=False)
-    voxel_mm = float(canvas.spacing.min())
     return {
         eligible[i].name: sample_fracture(
             str(rng.choice(KINDS, p=KIND_PROBS)), rng, eligible[i].geom, voxel_mm
@@ -243,15 +265,16 @@ def choose_fractures(
 
 def choose_distractors(
     rng: np.random.Generator,
-    layout: SpineLayout,
+    eligible: list[Vertebra],
     fractured: set[str],
     voxel_mm: float,
     contrast: bool,
 ) -> dict[str, list[Distractor]]:
     """Map vertebra name -> local distractors, preferring vertebrae without fracture."""
-    segment = [vt for vt in layout.vertebrae if vt.in_segment]
-    intact = [vt for vt in segment if vt.name not in fractured] or segment
+    intact = [vt for vt in eligible if vt.name not in fractured] or eligible
     out: dict[str, list[Distractor]] = {}
+    if not intact:
+        return out
     for kind in LOCAL_KINDS:
         if rng.random() < _DISTRACTOR_PROB:
             vert = intact[int(rng.integers(len(intact)))]
@@ -280,6 +303,33 @@ def store(data: Array, affine: Array, orientation: str) -> nib.Nifti1Image:
     return _nifti(moved, affine @ inv_ornt_aff(ornt, data.shape))
 
 
+def form_image(
+    hu: Array, spacing: Array, rng: np.random.Generator, appearance: PhantomAppearance
+) -> tuple[Array, dict[str, float]]:
+    """What a scanner makes of the ideal HU field ``hu`` (X, Y, Z).
+
+    In-plane point spread, a slice profile along z (thick slices average neighbouring
+    anatomy: partial volume), edge enhancement of sharp kernels, then correlated noise.
+
+    Returns:
+        int16 HU of ``hu``'s shape, and the drawn scanner settings by name.
+    """
+    drawn = {
+        name: float(rng.uniform(*getattr(appearance, name)))
+        for name in ("in_plane_blur_mm", "slice_thickness_mm", "sharpen", "noise_grain_mm")
+    }
+    drawn["noise_hu"] = float(rng.uniform(*appearance.noise_hu))
+    blur = drawn["in_plane_blur_mm"]
+    sigma_mm = np.array([blur, blur, drawn["slice_thickness_mm"] / FWHM_PER_SIGMA])
+    image = gaussian_filter(hu, sigma_mm / spacing, truncate=3.0)
+    if drawn["sharpen"] > 0:
+        detail = image - gaussian_filter(image, SHARPEN_SIGMA_MM / spacing, truncate=3.0)
+        image += drawn["sharpen"] * detail
+    noise = band_noise(rng, hu.shape, drawn["noise_grain_mm"] / spacing)
+    image += noise * drawn["noise_hu"]
+    return np.clip(np.rint(image), -1024, 3071).astype(np.int16), drawn
+
+
 def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phantom:
     """Generate one case, deterministic in ``seed`` (the orientation is drawn independently so
     the same seed gives the same anatomy whatever ``params.orientations`` holds)."""
@@ -290,7 +340,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
     rng = np.random.default_rng(anatomy_seq)
     shape, spacing = tuple(params.shape), np.asarray(params.spacing_mm, float)
     origin = case_origin(rng, shape, spacing)
-    layout = layout_spine(rng, origin, spacing, shape)
+    layout = layout_spine(rng, origin, spacing, shape, params.appearance)
 
     grain = np.maximum(0.45 / spacing, 0.45)  # trabecular grain ~0.5-1.5 mm
     canvas = Canvas(
@@ -318,8 +368,9 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
         contrast,
     )
 
-    fractures = choose_fractures(rng, layout, canvas, params)
-    distractors = choose_distractors(rng, layout, set(fractures), float(spacing.min()), contrast)
+    eligible, voxel_mm = eligible_vertebrae(layout, canvas), float(spacing.min())
+    fractures = choose_fractures(rng, eligible, params, voxel_mm)
+    distractors = choose_distractors(rng, eligible, set(fractures), voxel_mm, contrast)
     verts = layout.vertebrae
     for upper, lower in zip(verts[:-1], verts[1:], strict=True):
         ext_up = fractures[upper.name].extension(-1, upper.geom) if upper.name in fractures else 0
@@ -339,11 +390,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
             rng,
         )
 
-    # Scanner: partial-volume blur, then slightly correlated quantum noise.
-    psf = np.array([rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.8)])
-    noise = band_noise(rng, shape, np.full(3, 0.6)) * rng.uniform(10, 25)
-    ct = gaussian_filter(canvas.hu, psf, truncate=3.0) + noise
-    ct = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
+    ct, scanner = form_image(canvas.hu, spacing, rng, params.appearance)
 
     counts = np.bincount(canvas.fracture_ids.ravel(), minlength=len(names) + 1)
     affine = np.diag(np.append(spacing, 1.0))
@@ -375,6 +422,12 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
         distractors=found,
         orientation=orientation,
         tissue_labels=store(canvas.labels, affine, orientation),
+        appearance={
+            "levels": [vt.name for vt in verts],
+            "size_scale": round(layout.scale, 3),
+            "trabecular_hu": round(float(np.mean([vt.trab_hu for vt in verts])), 1),
+            **{name: round(value, 3) for name, value in scanner.items()},
+        },
     )
 
 

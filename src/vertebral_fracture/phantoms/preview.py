@@ -30,13 +30,17 @@ def focus_voxel(ct: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
 
 
 def phantom_preview_figure(phantoms: list[Phantom], max_cases: int = 6) -> Figure:
-    """One row per case: axial, coronal and sagittal planes of the canonical (RAS) CT.
+    """Up to ``max_cases`` rows, from the least to the densest bone: axial, coronal and
+    sagittal planes of the canonical (RAS) CT, titled with what the case drew.
 
     Planes pass through the fracture-mask centroid (volume centre if fracture-free), are shown
     in radiological convention (patient right on the left, anterior up / on the left) with
     physical aspect ratio, and the mask outline drawn in red.
     """
-    cases = phantoms[:max_cases]
+    # spread over bone density, the draw that changes a case's look the most
+    by_density = sorted(phantoms, key=lambda ph: ph.appearance["trabecular_hu"])
+    picks = np.unique(np.linspace(0, len(by_density) - 1, min(max_cases, len(by_density))).round())
+    cases = [by_density[int(i)] for i in picks]
     fig = Figure(figsize=(10.5, 3.4 * max(len(cases), 1)), layout="constrained")
     axes = fig.subplots(max(len(cases), 1), 3, squeeze=False)
     for row, ph in zip(axes, cases, strict=False):
@@ -65,4 +69,11 @@ def phantom_preview_figure(phantoms: list[Phantom], max_cases: int = 6) -> Figur
             ax.set_title(name, fontsize=8)
         kinds = ", ".join(f"{f['kind']} {f['vertebra']}" for f in ph.fractures) or "no fracture"
         row[0].set_title(f"{ph.case_id} [{ph.orientation}]: {kinds}\naxial", fontsize=8)
+        look = ph.appearance
+        row[2].set_title(
+            f"size x{look['size_scale']:.2f}, trabecular {look['trabecular_hu']:.0f} HU, "
+            f"slice {look['slice_thickness_mm']:.1f} mm, noise {look['noise_hu']:.0f} HU\n"
+            "sagittal",
+            fontsize=8,
+        )
     return fig

@@ -41,6 +41,7 @@ def generate_phantoms(
             "orientation": p.orientation,
             "fractures": p.fractures,
             "distractors": p.distractors,
+            "appearance": p.appearance,
         }
         for p in phantoms
     ]
