@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_image, reorient
+from tests.conftest import centre_spine, make_image, reorient
 from vertebral_fracture.inference import predict_slices
 from vertebral_fracture.models import build_model
 from vertebral_fracture.pipelines.inference.nodes import InferenceParams, predict_view
@@ -32,7 +32,7 @@ def _native_case(axcodes: str = "LPS"):
     )
     affine, shape = canonical_grid(ct.affine, ct.shape, (1.5, 1.5, 1.5))
     volume = np.random.default_rng(0).random(shape).astype(np.float32)
-    stack = extract_slices("c1", volume, None, "axial", 32, affine)
+    stack = extract_slices("c1", volume, None, "axial", 32, affine, spine=centre_spine(shape))
     record = {
         "case_id": "c1",
         "split": "test",
@@ -123,7 +123,9 @@ def test_channels_last_inference_matches_plain_layout() -> None:
     torch.manual_seed(0)
     model = build_model("multitask").eval()
     volume = np.random.default_rng(1).random((8, 40, 36)).astype(np.float32)
-    stack = extract_slices("c1", volume, None, "axial", 32, np.eye(4))
+    stack = extract_slices(
+        "c1", volume, None, "axial", 32, np.eye(4), spine=centre_spine(volume.shape)
+    )
     fast = predict_slices(model, stack, batch_size=4, progress=False)
     plain = model.to(memory_format=torch.contiguous_format)
     x = torch.from_numpy(stack.images[:, None].astype(np.float32))

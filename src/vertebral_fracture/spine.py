@@ -135,9 +135,7 @@ def _seed(density: np.ndarray, body: np.ndarray, x_mm: float) -> tuple[int, int,
     return int(cx), int(cy), int(np.argmax(density[cx, cy]))
 
 
-def _track(
-    density: np.ndarray, seed: tuple[int, int, int], radius: np.ndarray
-) -> np.ndarray:
+def _track(density: np.ndarray, seed: tuple[int, int, int], radius: np.ndarray) -> np.ndarray:
     """(Z, 2) coarse (x, y) centre per slice, followed from the seed slice up and down; each
     centre is the centroid of the strong density within ``radius`` (coarse voxels, (2,)) of
     the previous slice's centre."""
