@@ -231,6 +231,25 @@ def _tile_starts(length: int, size: int) -> list[int]:
     return [*starts, length - size]
 
 
+def add_window(planes: np.ndarray, index: int, top: int, left: int, values: np.ndarray) -> None:
+    """Add a (size, size) window of ``values`` to ``planes[index]`` (N, H, W) in place; the
+    parts outside the planes are dropped (the inverse of ``window_patch``)."""
+    size = len(values)
+    rows, cols, window_rows, window_cols = _overlap(planes.shape[1:], top, left, size)
+    planes[index, rows, cols] += values[window_rows, window_cols]
+
+
+def _overlap(
+    shape: tuple[int, ...], top: int, left: int, size: int
+) -> tuple[slice, slice, slice, slice]:
+    """Rows and columns of an (H, W) plane inside a ``size`` window at (top, left), and the
+    same pixels in window coordinates (empty when the window misses the plane)."""
+    h, w = shape
+    r0, r1 = int(np.clip(top, 0, h)), int(np.clip(top + size, 0, h))
+    c0, c1 = int(np.clip(left, 0, w)), int(np.clip(left + size, 0, w))
+    return slice(r0, r1), slice(c0, c1), slice(r0 - top, r1 - top), slice(c0 - left, c1 - left)
+
+
 def window_patch(
     planes: np.ndarray, indices: np.ndarray, top: int, left: int, size: int
 ) -> np.ndarray:
@@ -244,12 +263,7 @@ def window_patch(
     Returns:
         (C, size, size) array of the planes' dtype.
     """
-    _, h, w = planes.shape
     out = np.zeros((len(indices), size, size), dtype=planes.dtype)
-    rows = slice(max(top, 0), min(top + size, h))
-    cols = slice(max(left, 0), min(left + size, w))
-    if rows.start < rows.stop and cols.start < cols.stop:
-        out[:, rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = planes[
-            indices, rows, cols
-        ]
+    rows, cols, window_rows, window_cols = _overlap(planes.shape[1:], top, left, size)
+    out[:, window_rows, window_cols] = planes[indices, rows, cols]
     return out
