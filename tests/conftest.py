@@ -9,6 +9,13 @@ import numpy as np
 import pytest
 
 REAL_CT = Path(__file__).parent / "data" / "real_ct" / "lumbar_ct.nii.gz"
+REAL_CT_VERTEBRAE = REAL_CT.with_name("lumbar_ct_vertebrae.nii.gz")
+
+
+def centre_spine(shape: tuple[int, ...]) -> np.ndarray:
+    """(Z, 2) spine centre line straight through the middle of an (X, Y, Z) volume, for tests
+    where the spine's position does not matter."""
+    return np.tile(np.array([(shape[0] - 1) / 2, (shape[1] - 1) / 2], np.float32), (shape[2], 1))
 
 
 def make_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from kedro.io.core import DatasetError
 
-from tests.conftest import make_image, reorient
+from tests.conftest import centre_spine, make_image, reorient
 from vertebral_fracture.datasets import (
     CsvDataset,
     FigureDataset,
@@ -19,7 +19,7 @@ from vertebral_fracture.datasets import (
     SliceStackDataset,
     TextDataset,
 )
-from vertebral_fracture.slicing import extract_slices
+from vertebral_fracture.slicing import SliceStack, extract_slices
 
 
 def test_nifti_round_trip_keeps_affine_header_and_data(tmp_path, spine_like_ct):
@@ -75,7 +75,13 @@ def test_bad_nifti_files_name_the_file(tmp_path, spine_like_ct, content, message
 def test_slice_stack_round_trip_without_pickle(tmp_path, spine_like_ct):
     ct, mask = spine_like_ct
     stack = extract_slices(
-        "case<1>", ct.get_fdata() / 1000.0, np.asanyarray(mask.dataobj), "coronal", 32, ct.affine
+        "case<1>",
+        ct.get_fdata() / 1000.0,
+        np.asanyarray(mask.dataobj),
+        "coronal",
+        32,
+        ct.affine,
+        spine=centre_spine(ct.shape),
     )
     dataset = SliceStackDataset(filepath=str(tmp_path / "case.npz"))
     dataset.save(stack)
@@ -89,8 +95,20 @@ def test_slice_stack_round_trip_without_pickle(tmp_path, spine_like_ct):
     np.testing.assert_array_equal(loaded.images, stack.images)
     np.testing.assert_array_equal(loaded.masks, stack.masks)
     np.testing.assert_array_equal(loaded.affine, ct.affine)
+    np.testing.assert_array_equal(loaded.spine, stack.spine)
     with np.load(tmp_path / "case.npz", allow_pickle=False) as archive:
         assert all(archive[key].dtype != object for key in archive.files)
+
+
+def test_slice_stack_stored_without_spine_asks_to_reprocess(spine_like_ct):
+    ct, _ = spine_like_ct
+    stack = extract_slices(
+        "old", ct.get_fdata() / 1000.0, None, "axial", 32, spine=centre_spine(ct.shape)
+    )
+    arrays = stack.to_arrays()
+    del arrays["spine"]
+    with pytest.raises(ValueError, match="kedro run --pipeline data_processing"):
+        SliceStack.from_arrays(arrays)
 
 
 def test_corrupt_slice_file_is_named(tmp_path):

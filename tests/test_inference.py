@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_image, reorient
+from tests.conftest import centre_spine, make_image, reorient
 from vertebral_fracture.inference import predict_slices
 from vertebral_fracture.models import build_model
 from vertebral_fracture.pipelines.inference.nodes import InferenceParams, predict_view
 from vertebral_fracture.preprocessing import canonical_grid
-from vertebral_fracture.slicing import extract_slices
+from vertebral_fracture.slicing import extract_slices, spine_windows
 from vertebral_fracture.training import IncompatibleCheckpointError, TrainingParams
 
 
@@ -32,7 +32,7 @@ def _native_case(axcodes: str = "LPS"):
     )
     affine, shape = canonical_grid(ct.affine, ct.shape, (1.5, 1.5, 1.5))
     volume = np.random.default_rng(0).random(shape).astype(np.float32)
-    stack = extract_slices("c1", volume, None, "axial", 32, affine)
+    stack = extract_slices("c1", volume, None, "axial", 32, affine, spine=centre_spine(shape))
     record = {
         "case_id": "c1",
         "split": "test",
@@ -43,17 +43,45 @@ def _native_case(axcodes: str = "LPS"):
 
 
 @pytest.mark.parametrize("architecture", ["multitask", "baseline"])
-def test_predict_slices_gives_probabilities_per_pixel(architecture):
+def test_predict_slices_gives_probabilities_per_pixel_of_the_spine_windows(architecture):
     _, stack, _ = _native_case()
     model = build_model(architecture, in_channels=3)
-    maps = predict_slices(model, stack, batch_size=5, progress=False)
+    maps = predict_slices(model, stack, 32, batch_size=5, progress=False)
     assert maps.shape == stack.images.shape and maps.dtype == np.float32
     assert 0.0 <= maps.min() and maps.max() <= 1.0
-    per_slice_spread = maps.reshape(len(maps), -1).std(axis=1)
-    if architecture == "baseline":  # the thesis method paints one probability over the slice
-        assert per_slice_spread.max() < 1e-6
+    (i, top, left), *_ = spine_windows(stack, 32)
+    window = maps[i, max(top, 0) : top + 32, max(left, 0) : left + 32]
+    outside = maps[i].copy()
+    outside[max(top, 0) : top + 32, max(left, 0) : left + 32] = np.nan
+    assert np.nan_to_num(outside).max() == 0  # no window reaches there
+    if architecture == "baseline":  # the thesis method paints one probability over the window
+        assert window.std() < 1e-6 and window.min() > 0
     else:
-        assert per_slice_spread.max() > 0
+        assert window.std() > 0
+
+
+class _Echo(torch.nn.Module):
+    """A 'model' whose probability map is its input slice: shows where windows land."""
+
+    in_channels = 1
+
+    def fracture_probability(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_overlapping_windows_are_averaged_back_in_place():
+    rng = np.random.default_rng(3)
+    volume = rng.random((40, 30, 90)).astype(np.float32)
+    z = np.arange(90)
+    spine = np.stack([20 + 6 * np.sin(z / 20), 15 + 0 * z], axis=1).astype(np.float32)
+    stack = extract_slices("c", volume, None, "coronal", 32, spine=spine)
+    maps = predict_slices(_Echo(), stack, 32, batch_size=7, progress=False)
+    covered = maps > 0
+    top, left = stack.offset
+    for zi, (x, y) in enumerate(spine):  # the column and 10 voxels around it are predicted
+        rows = slice(top + round(x) - 10, top + round(x) + 10)
+        assert covered[round(y) - 10 : round(y) + 10, rows, left + zi].all()
+    np.testing.assert_allclose(maps[covered], stack.images[covered].astype(np.float32), atol=1e-6)
 
 
 def test_predict_view_writes_on_the_native_grid():
@@ -122,9 +150,11 @@ def test_channels_last_inference_matches_plain_layout() -> None:
     """The NHWC speed-up changes the memory layout only, not the probabilities."""
     torch.manual_seed(0)
     model = build_model("multitask").eval()
-    volume = np.random.default_rng(1).random((8, 40, 36)).astype(np.float32)
-    stack = extract_slices("c1", volume, None, "axial", 32, np.eye(4))
-    fast = predict_slices(model, stack, batch_size=4, progress=False)
+    volume = np.random.default_rng(1).random((40, 36, 8)).astype(np.float32)
+    stack = extract_slices(
+        "c1", volume, None, "axial", 32, np.eye(4), spine=centre_spine(volume.shape)
+    )
+    fast = predict_slices(model, stack, 64, batch_size=4, progress=False)  # the whole slices
     plain = model.to(memory_format=torch.contiguous_format)
     x = torch.from_numpy(stack.images[:, None].astype(np.float32))
     with torch.inference_mode():

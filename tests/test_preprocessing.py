@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.conftest import REAL_CT, make_image, reorient
+from tests.conftest import REAL_CT, centre_spine, make_image, reorient
 from vertebral_fracture.preprocessing import (
     canonical_grid,
     resample,
@@ -75,7 +75,9 @@ def test_marked_voxel_comes_back_at_same_native_voxel(axcodes, view):
     native[marked] = 1.0
     canonical_affine, canonical_shape = canonical_grid(ct.affine, ct.shape, (1.0, 1.0, 1.0))
     on_canonical = resample(native, ct.affine, canonical_affine, canonical_shape)
-    stack = extract_slices("case", on_canonical, None, view, min_size=32)
+    stack = extract_slices(
+        "case", on_canonical, None, view, min_size=32, spine=centre_spine(on_canonical.shape)
+    )
     volume = assemble_volume(stack.images.astype(np.float32), stack)
     back = to_native(volume, canonical_affine, ct.affine, ct.shape)
     assert back.shape == ct.shape

@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from tests.conftest import centre_spine
 from vertebral_fracture.models import build_model
 from vertebral_fracture.pipelines.fusion.nodes import FusionParams, fuse_views
 from vertebral_fracture.pipelines.inference.nodes import InferenceParams, predict_view
@@ -32,7 +33,13 @@ def _inference_outputs(n_cases: int) -> dict:
     rng = np.random.default_rng(0)
     stacks = {
         f"c{i}": extract_slices(
-            f"c{i}", rng.random(SHAPE, dtype=np.float32), None, "axial", 32, np.eye(4)
+            f"c{i}",
+            rng.random(SHAPE, dtype=np.float32),
+            None,
+            "axial",
+            32,
+            np.eye(4),
+            spine=centre_spine(SHAPE),
         )
         for i in range(n_cases)
     }

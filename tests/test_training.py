@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
+from tests.conftest import centre_spine
 from vertebral_fracture.datasets.checkpoint_dataset import TorchCheckpointDataset
 from vertebral_fracture.models import build_model
 from vertebral_fracture.slicing import SliceStack
@@ -39,7 +40,8 @@ from vertebral_fracture.training import (
 
 
 def make_stack(case_id: str, n: int = 10, size: int = 32, seed: int = 0) -> SliceStack:
-    """Dim noisy slices; every third slice holds a bright square 'fracture' and its mask."""
+    """Dim noisy sagittal slices of an (n, size, size) volume with a straight centred spine;
+    every third slice holds a bright square 'fracture' and its mask."""
     rng = np.random.default_rng(seed)
     images = (rng.random((n, size, size)) * 0.2).astype(np.float16)
     masks = np.zeros((n, size, size), dtype=np.uint8)
@@ -48,7 +50,16 @@ def make_stack(case_id: str, n: int = 10, size: int = 32, seed: int = 0) -> Slic
         y, x = rng.integers(side, size - 2 * side, size=2)
         images[i, y : y + side, x : x + side] = 0.9
         masks[i, y : y + side, x : x + side] = 1
-    return SliceStack(case_id, "sagittal", images, masks, np.arange(n, dtype=np.int32))
+    shape = (n, size, size)
+    return SliceStack(
+        case_id,
+        "sagittal",
+        images,
+        masks,
+        np.arange(n, dtype=np.int32),
+        volume_shape=shape,
+        spine=centre_spine(shape),
+    )
 
 
 def tiny_params(**overrides) -> TrainingParams:
@@ -289,6 +300,38 @@ def test_lesion_balanced_sampling_draws_each_lesion_alike() -> None:
     assert abs(ds.labels[drawn].mean() - 0.5) <= 0.01
     with pytest.raises(ValueError, match="one non-negative weight per slice"):
         BalancedSliceSampler(ds.labels, 10, 0.5, positive_weights=weights[:3])
+
+
+def test_window_items_cut_image_mask_and_label_from_the_window() -> None:
+    n, size = 6, 64
+    images = np.zeros((n, size, size), dtype=np.float16)
+    masks = np.zeros((n, size, size), dtype=np.uint8)
+    images[2, 40:44, 40:44] = 0.9
+    masks[2, 40:44, 40:44] = 1  # one lesion, bottom right
+    stack = SliceStack("a", "axial", images, masks, np.arange(n, dtype=np.int32))
+    windows = np.array([[2, 0, 0], [2, 32, 32], [3, 32, 32], [2, 48, 48]])  # last runs past
+    ds = SliceDataset([stack], in_channels=3, windows=[windows], window_size=32)
+    np.testing.assert_array_equal(ds.labels, [0, 1, 0, 0])
+    image, label, mask = ds[1]
+    assert image.shape == (3, 32, 32) and mask.shape == (1, 32, 32) and float(label) == 1.0
+    assert mask[0, 8:12, 8:12].all() and mask.sum() == 16
+    assert image[1, 8:12, 8:12].min() > 0.8 and image[0].max() == 0  # neighbours: same window
+    np.testing.assert_allclose(ds.lesion_balanced_weights(), [0, 1, 0, 0])
+    with pytest.raises(ValueError, match="slice_size"):
+        SliceDataset([stack], windows=[windows], window_size=32, expected_size=64)
+
+
+def test_lesion_weights_count_the_windows_showing_a_lesion() -> None:
+    """A lesion seen by two overlapping windows gives each half the weight of a lesion seen
+    by one."""
+    n, size = 4, 64
+    masks = np.zeros((n, size, size), dtype=np.uint8)
+    masks[1, 30:34, 30:34] = 1  # inside both windows on slice 1
+    masks[3, 2:4, 2:4] = 1  # inside the first window of slice 3 only
+    stack = SliceStack("a", "axial", masks.astype(np.float16), masks, np.arange(n, dtype=np.int32))
+    windows = np.array([[1, 0, 0], [1, 16, 16], [3, 0, 0], [3, 16, 16]])
+    ds = SliceDataset([stack], windows=[windows], window_size=32)
+    np.testing.assert_allclose(ds.lesion_balanced_weights(), [0.5, 0.5, 1.0, 0.0])
 
 
 # --------------------------------------------------------------------------- loop pieces

@@ -9,7 +9,13 @@ from torch import nn
 
 from vertebral_fracture.preprocessing import to_native
 from vertebral_fracture.progress import Progress
-from vertebral_fracture.slicing import SliceStack, assemble_volume
+from vertebral_fracture.slicing import (
+    SliceStack,
+    add_window,
+    assemble_volume,
+    spine_windows,
+    window_patch,
+)
 from vertebral_fracture.training.data import neighbour_indices
 from vertebral_fracture.training.loop import MEMORY_FORMAT
 
@@ -18,55 +24,69 @@ from vertebral_fracture.training.loop import MEMORY_FORMAT
 def predict_slices(
     model: nn.Module,
     stack: SliceStack,
+    size: int,
     *,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> np.ndarray:
-    """Fracture probability of every pixel of every slice of a stack.
+    """Fracture probability of every pixel of a stack's slices, from its spine windows.
 
-    ``model.fracture_probability`` gives P_class x P_seg(x, y) for the multi-task model and
-    P_class painted over the whole slice for the slice classifier (the thesis baseline).
+    The model sees the ``size x size`` windows it was trained on (``spine_windows``), so
+    P_class is computed over the same field of view as in training. ``model.fracture_probability``
+    gives P_class x P_seg(x, y) for the multi-task model and P_class painted over the whole
+    window for the slice classifier (the thesis baseline).
 
     Args:
         model: a model from ``vertebral_fracture.models.build_model``; each input holds
             ``model.in_channels`` slices (odd: the slice and its neighbours as context).
-        stack: the slices, (N, H, W) with H and W multiples of 32.
-        batch_size: slices per forward pass.
+        stack: the slices, (N, H, W), with their spine.
+        size: the training patch size (``slice_size``), a multiple of 32.
+        batch_size: windows per forward pass.
         device: where to run.
         progress: show progress over batches (a bar on a terminal, log lines otherwise).
 
     Returns:
-        (N, H, W) float32 probabilities in [0, 1].
+        (N, H, W) float32 probabilities in [0, 1]: the mean over the windows covering a
+        pixel, 0 where no window reaches.
     """
     model.eval().to(device, memory_format=MEMORY_FORMAT)
     n, in_channels = len(stack.images), model.in_channels
-    out = np.empty(stack.images.shape, dtype=np.float32)
-    starts = range(0, n, batch_size)
+    windows = spine_windows(stack, size)
+    total = np.zeros(stack.images.shape, dtype=np.float32)
+    count = np.zeros(stack.images.shape, dtype=np.float32)
+    ones = np.ones((1, size, size), dtype=np.float32)
+    starts = range(0, len(windows), batch_size)
     for start in Progress(
         starts, desc=f"{stack.case_id} {stack.view}", unit="batch", enabled=progress
     ):
-        indices = range(start, min(start + batch_size, n))
-        batch = np.stack([stack.images[neighbour_indices(i, n, in_channels)] for i in indices])
-        x = torch.from_numpy(batch.astype(np.float32)).to(device, memory_format=MEMORY_FORMAT)
-        out[start : start + len(indices)] = (
-            model.fracture_probability(x)[:, 0].float().cpu().numpy()
+        batch_windows = windows[start : start + batch_size]
+        batch = np.stack(
+            [
+                window_patch(stack.images, neighbour_indices(i, n, in_channels), top, left, size)
+                for i, top, left in batch_windows
+            ]
         )
-    return out
+        x = torch.from_numpy(batch.astype(np.float32)).to(device, memory_format=MEMORY_FORMAT)
+        probabilities = model.fracture_probability(x)[:, 0].float().cpu().numpy()
+        for (i, top, left), probability in zip(batch_windows, probabilities, strict=True):
+            add_window(total, i, top, left, probability)
+            add_window(count, i, top, left, ones[0])
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
-def predict_volume(model: nn.Module, stack: SliceStack, **kwargs) -> np.ndarray:
+def predict_volume(model: nn.Module, stack: SliceStack, size: int, **kwargs) -> np.ndarray:
     """(X, Y, Z) float32 probabilities on the stack's canonical grid (see ``predict_slices``)."""
-    return assemble_volume(predict_slices(model, stack, **kwargs), stack)
+    return assemble_volume(predict_slices(model, stack, size, **kwargs), stack)
 
 
 def predict_on_scan_grid(
-    model: nn.Module, stack: SliceStack, record: dict, **kwargs
+    model: nn.Module, stack: SliceStack, record: dict, size: int, **kwargs
 ) -> nib.Nifti1Image:
     """Probabilities of one view resampled onto the input scan's own grid (``record``'s affine
     and shape, as in the case index): float32, overlays the scan in 3D Slicer or ITK-SNAP.
-    Keyword arguments go to ``predict_slices``."""
-    volume = predict_volume(model, stack, **kwargs)
+    ``size`` and keyword arguments go to ``predict_slices``."""
+    volume = predict_volume(model, stack, size, **kwargs)
     return to_native(volume, stack.affine, record["affine"], record["shape"])
 
 

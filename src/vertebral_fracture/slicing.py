@@ -3,8 +3,9 @@
 Views slice the canonical RAS array along one axis: sagittal along x (axis 0), coronal along
 y (axis 1), axial along z (axis 2). Slices are padded (never cropped) so that nothing of the
 scan is cut away: each in-plane side becomes at least ``min_size`` and a multiple of 32, the
-total stride of the encoders. Training crops them to its patch size; inference runs on the
-whole padded slice and ``assemble_volume`` removes the padding again.
+total stride of the encoders. Training and inference both look at square windows that follow
+the located spine (``spine_windows``, ``window_patch``); ``assemble_volume`` removes the padding
+again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class SliceStack:
         offset: (2,) position of the volume's in-plane origin inside the padded slice.
         affine: (4, 4) voxel-to-world matrix of the canonical volume, so predictions
             assembled from the slices can be resampled to any other grid.
+        spine: (Z, 2) float32 (x, y) canonical voxel coordinates of the vertebral column centre
+            in each axial slice z (``vertebral_fracture.spine.locate_spine``).
     """
 
     case_id: str
@@ -41,6 +44,7 @@ class SliceStack:
     volume_shape: tuple[int, int, int] = (0, 0, 0)
     offset: tuple[int, int] = (0, 0)
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+    spine: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
 
     @property
     def labels(self) -> np.ndarray | None:
@@ -59,6 +63,7 @@ class SliceStack:
             "volume_shape": np.asarray(self.volume_shape, dtype=np.int64),
             "offset": np.asarray(self.offset, dtype=np.int64),
             "affine": np.asarray(self.affine, dtype=np.float64),
+            "spine": np.asarray(self.spine, dtype=np.float32),
         }
         if self.masks is not None:
             arrays["masks"] = self.masks
@@ -66,6 +71,11 @@ class SliceStack:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SliceStack:
+        if "spine" not in arrays:
+            raise ValueError(
+                f"The stored slices of {str(arrays['case_id'])!r} have no spine centre line "
+                "(written by an older version): re-run `kedro run --pipeline data_processing`."
+            )
         return cls(
             case_id=str(arrays["case_id"]),
             view=str(arrays["view"]),
@@ -75,6 +85,7 @@ class SliceStack:
             volume_shape=tuple(int(n) for n in arrays["volume_shape"]),  # type: ignore[arg-type]
             offset=tuple(int(n) for n in arrays["offset"]),  # type: ignore[arg-type]
             affine=arrays["affine"],
+            spine=arrays["spine"],
         )
 
 
@@ -90,6 +101,8 @@ def extract_slices(
     view: str,
     min_size: int,
     affine: np.ndarray | None = None,
+    *,
+    spine: np.ndarray,
 ) -> SliceStack:
     """Cut a canonical volume into the 2D slices of one view.
 
@@ -100,6 +113,7 @@ def extract_slices(
         view: "axial", "coronal" or "sagittal".
         min_size: smallest in-plane side of the padded slices.
         affine: (4, 4) voxel-to-world matrix of the volume (identity when omitted).
+        spine: (Z, 2) column centre (x, y) per axial slice, e.g. from ``locate_spine``.
 
     Returns:
         A ``SliceStack`` with (N, H, W) images, N the volume's extent along the view axis,
@@ -107,6 +121,9 @@ def extract_slices(
     """
     if view not in VIEW_AXES:
         raise ValueError(f"Unknown view '{view}'; choose from {sorted(VIEW_AXES)}.")
+    spine = np.asarray(spine, dtype=np.float32)
+    if spine.shape != (image.shape[2], 2):
+        raise ValueError(f"spine must be ({image.shape[2]}, 2) for this volume, got {spine.shape}")
     axis = VIEW_AXES[view]
     planes = np.moveaxis(image, axis, 0)
     n, h, w = planes.shape
@@ -127,6 +144,7 @@ def extract_slices(
         volume_shape=tuple(int(s) for s in image.shape),  # type: ignore[arg-type]
         offset=(top, left),
         affine=np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64),
+        spine=spine,
     )
 
 
@@ -155,45 +173,97 @@ def assemble_volume(slice_maps: np.ndarray, stack: SliceStack) -> np.ndarray:
     return volume
 
 
-def crop_to_bone(stack: SliceStack, size: int, bone_level: float = 0.5) -> SliceStack:
-    """Crop or pad a stack's slices to ``size x size`` around the centroid of bright (bone) pixels.
+def spine_windows(stack: SliceStack, size: int) -> np.ndarray:
+    """``size x size`` windows that follow the stack's spine, in padded-slice coordinates.
 
-    Training uses one patch size for every case; centring on bone keeps the spine in the
-    patch when a scan's field of view is larger than the patch. ``bone_level`` is in windowed
-    units (0.5 = the window level).
+    Axial slices get one window centred on their spine point. Coronal (sagittal) slices get
+    tiles along z with stride ``size // 2``, the last one ending at the last z; a tile is
+    centred in rows on the mean spine x (y) over its z range and applied to every slice within
+    ``size / 2`` of the spine's y (x) range there, so each window sees the column across it.
 
     Returns:
-        A new ``SliceStack`` whose ``offset`` keeps it reassemblable with ``assemble_volume``.
+        (M, 3) int64 rows ``(i, top, left)``: slice index into the stack and the window's
+        top-left corner; windows may run past the slice edges (``window_patch`` pads).
     """
-    n, h, w = stack.images.shape
-    bright = stack.images >= bone_level
-    if bright.any():
-        rows, cols = np.nonzero(bright.any(axis=0))
-        centre = (int(rows.mean()), int(cols.mean()))
-    else:
-        centre = (h // 2, w // 2)
-    # top-left of the window in padded-slice coordinates, clamped inside the slice when it fits
-    top = int(np.clip(centre[0] - size // 2, min(0, h - size), max(0, h - size)))
-    left = int(np.clip(centre[1] - size // 2, min(0, w - size), max(0, w - size)))
-
-    def window(planes: np.ndarray) -> np.ndarray:
-        out = np.zeros((n, size, size), dtype=planes.dtype)
-        src_r, src_c = (
-            slice(max(top, 0), min(top + size, h)),
-            slice(max(left, 0), min(left + size, w)),
+    spine = stack.spine
+    if len(spine) != stack.volume_shape[2]:
+        raise ValueError(
+            f"SliceStack {stack.case_id!r} has a spine of {len(spine)} slices for a volume of "
+            f"{stack.volume_shape[2]}: re-run `kedro run --pipeline data_processing`."
         )
-        dst_r = slice(src_r.start - top, src_r.stop - top)
-        dst_c = slice(src_c.start - left, src_c.stop - left)
-        out[:, dst_r, dst_c] = planes[:, src_r, src_c]
-        return out
+    row_offset, col_offset = stack.offset
+    half = size // 2
+    slice_of = {int(n): i for i, n in enumerate(stack.slice_numbers)}
+    if stack.view == "axial":
+        rows = [
+            (
+                slice_of[z],
+                round(spine[z, 0]) + row_offset - half,
+                round(spine[z, 1]) + col_offset - half,
+            )
+            for z in range(len(spine))
+            if z in slice_of
+        ]
+    else:
+        # rows of coronal planes run along x (spine column 0), of sagittal planes along y
+        along, across = (0, 1) if stack.view == "coronal" else (1, 0)
+        n_across = stack.volume_shape[across]
+        rows = []
+        for start in _tile_starts(len(spine), size):
+            tile = spine[start : start + size]
+            centre = round(float(tile[:, along].mean()))
+            first = max(0, int(np.floor(tile[:, across].min() - size / 2)))
+            last = min(n_across - 1, int(np.ceil(tile[:, across].max() + size / 2)))
+            rows += [
+                (slice_of[n], centre + row_offset - half, start + col_offset)
+                for n in range(first, last + 1)
+                if n in slice_of
+            ]
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
-    return SliceStack(
-        case_id=stack.case_id,
-        view=stack.view,
-        images=window(stack.images),
-        masks=None if stack.masks is None else window(stack.masks),
-        slice_numbers=stack.slice_numbers,
-        volume_shape=stack.volume_shape,
-        offset=(stack.offset[0] - top, stack.offset[1] - left),
-        affine=stack.affine,
-    )
+
+def _tile_starts(length: int, size: int) -> list[int]:
+    """Starts of ``size`` tiles with stride ``size // 2`` covering ``0 .. length-1``, the last
+    one ending at ``length`` (a single tile at 0 when ``length <= size``)."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size, max(size // 2, 1)))
+    return [*starts, length - size]
+
+
+def add_window(planes: np.ndarray, index: int, top: int, left: int, values: np.ndarray) -> None:
+    """Add a (size, size) window of ``values`` to ``planes[index]`` (N, H, W) in place; the
+    parts outside the planes are dropped (the inverse of ``window_patch``)."""
+    size = len(values)
+    rows, cols, window_rows, window_cols = _overlap(planes.shape[1:], top, left, size)
+    planes[index, rows, cols] += values[window_rows, window_cols]
+
+
+def _overlap(
+    shape: tuple[int, ...], top: int, left: int, size: int
+) -> tuple[slice, slice, slice, slice]:
+    """Rows and columns of an (H, W) plane inside a ``size`` window at (top, left), and the
+    same pixels in window coordinates (empty when the window misses the plane)."""
+    h, w = shape
+    r0, r1 = int(np.clip(top, 0, h)), int(np.clip(top + size, 0, h))
+    c0, c1 = int(np.clip(left, 0, w)), int(np.clip(left + size, 0, w))
+    return slice(r0, r1), slice(c0, c1), slice(r0 - top, r1 - top), slice(c0 - left, c1 - left)
+
+
+def window_patch(
+    planes: np.ndarray, indices: np.ndarray, top: int, left: int, size: int
+) -> np.ndarray:
+    """``size x size`` windows of ``planes[indices]``, zero where they leave the planes.
+
+    Args:
+        planes: (N, H, W) slices (images or masks).
+        indices: (C,) slice indices; all share the window.
+        top, left: the window's top-left corner in slice coordinates (may be negative).
+
+    Returns:
+        (C, size, size) array of the planes' dtype.
+    """
+    out = np.zeros((len(indices), size, size), dtype=planes.dtype)
+    rows, cols, window_rows, window_cols = _overlap(planes.shape[1:], top, left, size)
+    out[:, window_rows, window_cols] = planes[indices, rows, cols]
+    return out

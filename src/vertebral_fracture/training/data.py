@@ -1,6 +1,7 @@
-"""Torch dataset over the slices of several ``SliceStack`` objects (one view).
+"""Torch dataset over the slices (or spine windows of them) of several ``SliceStack`` objects.
 
-Each item is ``(image (C, H, W) float32, class_target float32 scalar, mask (1, H, W) float32)``.
+Each item is ``(image (C, h, w) float32, class_target float32 scalar, mask (1, h, w) float32)``,
+(h, w) the whole slice or the window.
 With ``in_channels = 2k + 1`` the channels are slices ``i-k .. i+k`` of the same stack, clamped at
 the stack's edges (2.5D context). Augmentation is applied jointly to all channels and the mask.
 """
@@ -15,8 +16,22 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from vertebral_fracture.metrics import LESION_CONNECTIVITY
-from vertebral_fracture.slicing import SliceStack
+from vertebral_fracture.slicing import SliceStack, window_patch
 from vertebral_fracture.training.augmentation import SliceAugmenter
+
+
+def _check_stack(stack: SliceStack) -> None:
+    """Raise unless the stack is labelled with masks matching its (N, H, W) images."""
+    if stack.masks is None:
+        raise ValueError(
+            f"SliceStack {stack.case_id!r} ({stack.view}) has no masks: "
+            "training and validation need labelled stacks"
+        )
+    if stack.images.ndim != 3 or stack.masks.shape != stack.images.shape:
+        raise ValueError(
+            f"SliceStack {stack.case_id!r}: images {stack.images.shape} and masks "
+            f"{stack.masks.shape} must be equal (N, H, W)"
+        )
 
 
 def neighbour_indices(index: int, n_slices: int, in_channels: int) -> np.ndarray:
@@ -26,7 +41,18 @@ def neighbour_indices(index: int, n_slices: int, in_channels: int) -> np.ndarray
 
 
 class SliceDataset(Dataset):
-    """All slices of ``stacks``; keys are ints or ``(int, augmentation_seed)`` pairs."""
+    """Items of ``stacks``: whole slices, or ``window_size`` windows of them (``windows``);
+    keys are ints or ``(int, augmentation_seed)`` pairs.
+
+    Args:
+        stacks: labelled stacks of one view.
+        in_channels: 1 or odd: the slice and its neighbours, all cut with the same window.
+        augmenter: joint image + mask augmentation, or None.
+        expected_size: the item side the model is built for (``slice_size``), checked.
+        windows: per stack, (M, 3) rows ``(slice index, top, left)`` (``spine_windows``);
+            None: every whole slice is an item.
+        window_size: side of the windows; required with ``windows``.
+    """
 
     def __init__(
         self,
@@ -34,67 +60,77 @@ class SliceDataset(Dataset):
         in_channels: int = 1,
         augmenter: SliceAugmenter | None = None,
         expected_size: int | None = None,
+        *,
+        windows: Sequence[np.ndarray] | None = None,
+        window_size: int | None = None,
     ) -> None:
         if in_channels < 1 or in_channels % 2 == 0:
             raise ValueError(f"in_channels must be 1 or odd, got {in_channels}")
+        if (windows is None) != (window_size is None):
+            raise ValueError("windows and window_size go together")
         self.stacks = list(stacks)
         self.in_channels = in_channels
         self.augmenter = augmenter
-        stack_ids: list[np.ndarray] = []
-        slice_ids: list[np.ndarray] = []
-        labels: list[np.ndarray] = []
+        self.window_size = window_size
+        if windows is not None and len(windows) != len(self.stacks):
+            raise ValueError(f"{len(windows)} window arrays for {len(self.stacks)} stacks")
+        items: list[np.ndarray] = []
         for i, stack in enumerate(self.stacks):
-            if stack.masks is None:
+            _check_stack(stack)
+            side = (window_size, window_size) if window_size else stack.images.shape[1:]
+            if expected_size is not None and tuple(side) != (expected_size, expected_size):
                 raise ValueError(
-                    f"SliceStack {stack.case_id!r} ({stack.view}) has no masks: "
-                    "training and validation need labelled stacks"
+                    f"SliceStack {stack.case_id!r} gives items of {side[0]}x{side[1]}, but "
+                    f"slice_size is {expected_size}: re-slice the data or change slice_size"
                 )
-            if stack.images.ndim != 3 or stack.masks.shape != stack.images.shape:
-                raise ValueError(
-                    f"SliceStack {stack.case_id!r}: images {stack.images.shape} and masks "
-                    f"{stack.masks.shape} must be equal (N, H, W)"
-                )
-            if expected_size is not None and stack.images.shape[1:] != (
-                expected_size,
-                expected_size,
-            ):
-                raise ValueError(
-                    f"SliceStack {stack.case_id!r} has slices of "
-                    f"{stack.images.shape[1]}x{stack.images.shape[2]}, but slice_size is "
-                    f"{expected_size}: re-slice the data or change slice_size"
-                )
-            n = len(stack.images)
-            stack_ids.append(np.full(n, i, dtype=np.int64))
-            slice_ids.append(np.arange(n, dtype=np.int64))
-            labels.append(stack.labels)
-        self._stack_ids = np.concatenate(stack_ids) if stack_ids else np.zeros(0, np.int64)
-        self._slice_ids = np.concatenate(slice_ids) if slice_ids else np.zeros(0, np.int64)
-        self.labels: np.ndarray = (
-            np.concatenate(labels).astype(np.uint8) if labels else np.zeros(0, np.uint8)
+            if windows is None:
+                rows = np.zeros((len(stack.images), 3), np.int64)
+                rows[:, 0] = np.arange(len(stack.images))
+            else:
+                rows = np.asarray(windows[i], np.int64).reshape(-1, 3)
+            items.append(np.column_stack([np.full(len(rows), i, np.int64), rows]))
+        #: (n_items, 4) rows (stack index, slice index, top, left)
+        self._items = np.concatenate(items) if items else np.zeros((0, 4), np.int64)
+        self.labels: np.ndarray = np.array(
+            [self._mask(n).any() for n in range(len(self._items))], dtype=np.uint8
         )
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def lesion_balanced_weights(self) -> np.ndarray:
-        """Per-slice sampling weights that give every lesion the same total weight.
+    def _cut(self, planes: np.ndarray, index: int, slices: np.ndarray) -> np.ndarray:
+        """(len(slices), h, w) ``planes[slices]`` cut to item ``index``'s window (if any)."""
+        _, _, top, left = self._items[index]
+        if self.window_size is None:
+            return planes[slices]
+        return window_patch(planes, slices, int(top), int(left), self.window_size)
 
-        Lesions are the 26-connected components of each stack's mask volume; a slice weighs
-        ``sum(1 / slices spanned by each lesion it shows)``, negatives 0. Slice-uniform sampling
-        shows a collapse spanning 30 slices ten times as often as a break spanning 3.
+    def _mask(self, index: int, masks: np.ndarray | None = None) -> np.ndarray:
+        """(h, w) mask window of item ``index`` (of ``masks`` when given: same layout)."""
+        stack_id, i = self._items[index, :2]
+        planes = self.stacks[stack_id].masks if masks is None else masks
+        return self._cut(planes, index, np.array([i]))[0]
+
+    def lesion_balanced_weights(self) -> np.ndarray:
+        """Per-item sampling weights that give every lesion the same total weight.
+
+        Lesions are the 26-connected components of each stack's mask volume; an item weighs
+        ``sum(1 / items showing the lesion)`` over the lesions inside its mask window,
+        negatives 0. Uniform sampling shows a collapse spanning 30 slices ten times as often
+        as a break spanning 3.
         """
-        weights = []
-        for stack in self.stacks:
+        weights = np.zeros(len(self._items))
+        for stack_id, stack in enumerate(self.stacks):
             labels, n = ndimage.label(stack.masks > 0, structure=LESION_CONNECTIVITY)
-            per_slice = np.zeros(len(labels))
-            if n:
-                present = np.zeros((len(labels), n + 1), dtype=bool)
-                for i, slice_labels in enumerate(labels):
-                    present[i, np.unique(slice_labels)] = True
-                present = present[:, 1:]
-                per_slice = (present / present.sum(axis=0)).sum(axis=1)
-            weights.append(per_slice)
-        return np.concatenate(weights) if weights else np.zeros(0)
+            if not n:
+                continue
+            members = np.flatnonzero(self._items[:, 0] == stack_id)
+            present = np.zeros((len(members), n + 1), dtype=bool)
+            for row, index in enumerate(members):
+                present[row, np.unique(self._mask(index, labels))] = True
+            present = present[:, 1:]
+            weights[members] = (present / np.maximum(present.sum(axis=0), 1)).sum(axis=1)
+        return weights
 
     def __getitem__(
         self, key: int | tuple[int, int]
@@ -103,11 +139,11 @@ class SliceDataset(Dataset):
             index, seed = int(key[0]), int(key[1])
         else:
             index, seed = int(key), None
-        stack = self.stacks[self._stack_ids[index]]
-        i = int(self._slice_ids[index])
+        stack_id, i = (int(n) for n in self._items[index, :2])
+        stack = self.stacks[stack_id]
         channels = neighbour_indices(i, len(stack.images), self.in_channels)
-        image = np.asarray(stack.images[channels], dtype=np.float32)  # (C, H, W)
-        mask = np.asarray(stack.masks[i] > 0, dtype=np.uint8)  # (H, W)
+        image = np.asarray(self._cut(stack.images, index, channels), dtype=np.float32)  # (C, h, w)
+        mask = np.asarray(self._mask(index) > 0, dtype=np.uint8)  # (h, w)
         if self.augmenter is not None:
             hwc, mask = self.augmenter(np.ascontiguousarray(image.transpose(1, 2, 0)), mask, seed)
             image = hwc.transpose(2, 0, 1)

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from vertebral_fracture.losses import MultiTaskLoss
 from vertebral_fracture.models import build_model
 from vertebral_fracture.progress import Progress
-from vertebral_fracture.slicing import SliceStack
+from vertebral_fracture.slicing import SliceStack, spine_windows
 from vertebral_fracture.training.augmentation import build_augmenter
 from vertebral_fracture.training.config import ARCHITECTURE_KEYS, TrainingParams
 from vertebral_fracture.training.data import SliceDataset
@@ -434,6 +434,17 @@ def _warn_changed_params(stored: Mapping[str, Any], params: TrainingParams) -> N
         )
 
 
+def _window_dataset(stacks: Sequence[SliceStack], params: TrainingParams) -> SliceDataset:
+    """The ``slice_size`` spine windows of ``stacks`` (not augmented)."""
+    return SliceDataset(
+        stacks,
+        params.in_channels,
+        expected_size=params.slice_size,
+        windows=[spine_windows(stack, params.slice_size) for stack in stacks],
+        window_size=params.slice_size,
+    )
+
+
 def train(
     train_stacks: Sequence[SliceStack],
     val_stacks: Sequence[SliceStack],
@@ -447,9 +458,11 @@ def train(
     """Train a slice model from scratch (or resume) on labelled slice stacks of one view.
 
     Args:
-        train_stacks: training stacks (masks required); sampled with ``positive_fraction``
-            fracture slices, ``steps_per_epoch * batch_size`` slices per epoch, augmented.
-        val_stacks: validation stacks (masks required); every slice, in order, not augmented.
+        train_stacks: training stacks (masks and spine required); their ``slice_size``
+            spine windows (``spine_windows``) are sampled with ``positive_fraction`` fracture
+            windows, ``steps_per_epoch * batch_size`` per epoch, augmented.
+        val_stacks: validation stacks (masks and spine required); every spine window, in
+            order, not augmented.
         params: :class:`TrainingParams` (or a dict validated into one).
         last_checkpoint: store written after every epoch; resumed from when ``params.resume``
             and it exists.
@@ -462,7 +475,7 @@ def train(
         :class:`TrainingResult` with the best-epoch model (CPU, eval mode) and the history.
 
     Raises:
-        ValueError: empty splits, unlabelled stacks, or slices not ``slice_size`` square.
+        ValueError: empty splits, unlabelled stacks, or stacks without a spine.
         IncompatibleCheckpointError: resuming from a checkpoint of another architecture.
     """
     if not isinstance(params, TrainingParams):
@@ -470,8 +483,8 @@ def train(
     device = resolve_device(params.device)
     amp = params.mixed_precision and device.type == "cuda"
 
-    train_ds = SliceDataset(train_stacks, params.in_channels, expected_size=params.slice_size)
-    val_ds = SliceDataset(val_stacks, params.in_channels, None, expected_size=params.slice_size)
+    train_ds = _window_dataset(train_stacks, params)
+    val_ds = _window_dataset(val_stacks, params)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(
             f"training needs slices in both splits (train: {len(train_ds)}, val: {len(val_ds)})"

@@ -20,6 +20,7 @@ from vertebral_fracture.pipelines.data_processing.params import DataProcessingPa
 from vertebral_fracture.preprocessing import to_canonical, window
 from vertebral_fracture.progress import Progress
 from vertebral_fracture.slicing import SliceStack, extract_slices
+from vertebral_fracture.spine import locate_spine
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,8 @@ def preprocess_cases(
 def slice_view(
     canonical_scans: LazyImages, case_index: list[dict], params: DataProcessingParams, *, view: str
 ) -> dict[str, Callable[[], SliceStack]]:
-    """2D slices of one view for every case, extracted lazily so one case is in memory at a time."""
+    """2D slices of one view for every case with the located spine (``locate_spine``),
+    extracted lazily so one case is in memory at a time."""
 
     def stack(record: dict) -> SliceStack:
         case_id = record["case_id"]
@@ -158,8 +160,12 @@ def slice_view(
             if mask_key in canonical_scans
             else None
         )
-        image = window(np.asanyarray(ct.dataobj), params.window_level, params.window_width)
-        return extract_slices(case_id, image, mask, view, params.min_slice_size, ct.affine)
+        hu = np.asanyarray(ct.dataobj)
+        spine = locate_spine(hu, ct.header.get_zooms()[:3])
+        image = window(hu, params.window_level, params.window_width)
+        return extract_slices(
+            case_id, image, mask, view, params.min_slice_size, ct.affine, spine=spine
+        )
 
     if not case_index:
         raise ScanError("The case index is empty: no scans to slice.")

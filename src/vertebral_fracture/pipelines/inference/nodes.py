@@ -39,7 +39,8 @@ def predict_view(
     """Per-case probability volumes of one view and model, on each input scan's own grid.
 
     The checkpoint must come from this view and match the configured architecture
-    (``training``); saved lazily case by case (one volume in memory at a time) as float32
+    (``training``); the model runs on the stacks' ``training.slice_size`` spine windows;
+    saved lazily case by case (one volume in memory at a time) as float32
     NIfTI with the input scan's affine, so it overlays the scan in 3D Slicer or ITK-SNAP.
     """
     if model.get("view", view) != view:
@@ -56,6 +57,7 @@ def predict_view(
             network,
             slices[record["case_id"]](),
             record,
+            training.slice_size,
             batch_size=params.batch_size,
             device=device,
         )

@@ -10,18 +10,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from vertebral_fracture.datasets import TorchCheckpointDataset
-from vertebral_fracture.slicing import SliceStack, crop_to_bone
+from vertebral_fracture.slicing import SliceStack
 from vertebral_fracture.training import TrainingParams, train, training_curves_figure
 
 logger = logging.getLogger(__name__)
 
 
 def load_split(
-    slices: dict[str, Callable[[], SliceStack]], case_index: list[dict], split: str, size: int
+    slices: dict[str, Callable[[], SliceStack]], case_index: list[dict], split: str
 ) -> list[SliceStack]:
-    """The labelled stacks of one split, cropped to the training patch size."""
+    """The labelled stacks of one split (training cuts their spine windows)."""
     cases = [r["case_id"] for r in case_index if r["split"] == split and r["mask"]]
-    return [crop_to_bone(slices[case_id](), size) for case_id in cases]
+    return [slices[case_id]() for case_id in cases]
 
 
 def output_folder(path: str) -> Path:
@@ -60,8 +60,8 @@ def train_view_model(
     best = TorchCheckpointDataset(filepath=str(folder / f"{view}_best.pt"))
     last = TorchCheckpointDataset(filepath=str(folder / f"{view}_last.pt"))
     result = train(
-        load_split(slices, case_index, "train", params.slice_size),
-        load_split(slices, case_index, "val", params.slice_size),
+        load_split(slices, case_index, "train"),
+        load_split(slices, case_index, "val"),
         params,
         last_checkpoint=last,
         best_checkpoint=best,

@@ -1,0 +1,164 @@
+"""Locate the vertebral column in a CT volume: one in-plane centre per axial slice.
+
+A classical, training-free locator on a block-averaged copy of the scan (~``COARSE_MM`` voxels):
+a soft bone weight is smoothed, the column that is dense along the whole z extent and near the
+body's left-right midline seeds a tracker, which follows the bone mass slice by slice; the curve
+is smoothed along z and mapped back to full-resolution voxel coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+#: Working voxel size (mm): enough to resolve a vertebral body (~40 mm), fast on any scan.
+COARSE_MM = 2.5
+#: Cortex weight (finds the column): 0 below this HU (fat, muscle, blood, osteoporotic marrow).
+CORTEX_HU_LOW = 200.0
+#: Cortex weight is 1 from this HU: cortex, which every vertebra keeps.
+CORTEX_HU_HIGH = 700.0
+#: The cortex weight rises as this power of its HU ramp, so thin dense cortex outweighs solid,
+#: moderately bright tissue: a contrast-filled aorta (~300 HU) weighs 0.04, cortex ~1.
+CORTEX_EXPONENT = 2.0
+#: Bone weight (centres the column on the vertebral body): 0 below this HU, marrow counts.
+BONE_HU_LOW = 100.0
+#: Bone weight is 1 from this HU.
+BONE_HU_HIGH = 400.0
+#: Radius (mm) around the cortex-tracked centre, which the posterior elements pull back to the
+#: canal, within which the bone weight's centroid is taken: reaches the vertebral body
+#: (~15 mm in front of the canal), not the aorta (~35 mm away).
+REFINE_RADIUS_MM = 20.0
+#: Above this HU a voxel is inside the body (soft tissue, not air or lung); sets the midline.
+BODY_HU = -300.0
+#: In-plane smoothing (mm): merges cortex, marrow and posterior elements into one blob.
+SIGMA_PLANE_MM = 7.0
+#: Smoothing along z (mm): bridges the discs (~10 mm) between vertebral bodies.
+SIGMA_Z_MM = 12.0
+#: Width (mm) of the prior toward the body's left-right midline: ribs, iliac wings and arms
+#: lie farther out, a scoliotic spine rarely more than a few centimetres.
+MIDLINE_SIGMA_MM = 50.0
+#: Tracking search radius (mm): the column moves little from one slice to the next, while the
+#: aorta, ribs and iliac wings mostly lie farther from its centre.
+TRACK_RADIUS_MM = 35.0
+#: Within the search disk only density above this fraction of its maximum counts, so a weaker
+#: neighbour (contrast vessel, rib head) does not drag the centre.
+TRACK_PEAK_FRACTION = 0.5
+#: Slices whose smoothed bone weight stays below this carry no vertebra: the centre is carried
+#: over from the neighbouring slice.
+MIN_DENSITY = 0.02
+#: Smoothing of the final curve along z (mm): the column bends over vertebrae, not within one.
+SMOOTH_Z_MM = 10.0
+
+
+def locate_spine(hu: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
+    """Centre of the vertebral column in every axial slice.
+
+    Args:
+        hu: (X, Y, Z) canonical RAS volume in Hounsfield units.
+        spacing_mm: (3,) voxel size in mm along x, y, z (extra entries are ignored).
+
+    Returns:
+        (Z, 2) float32 (x, y) voxel coordinates of the column centre (around the back of the
+        vertebral body / front of the canal) per axial slice z; slices without a vertebra get
+        the nearest located centre.
+    """
+    spacing = np.asarray(spacing_mm, dtype=float)[:3]
+    factors = np.maximum(1, np.round(COARSE_MM / spacing)).astype(int)
+    coarse_mm = spacing * factors
+    hu = np.asarray(hu, dtype=np.float32)
+    sigma = np.array([SIGMA_PLANE_MM, SIGMA_PLANE_MM, SIGMA_Z_MM]) / coarse_mm
+    cortex = _smoothed_weight(hu, CORTEX_HU_LOW, CORTEX_HU_HIGH, CORTEX_EXPONENT, factors, sigma)
+    bone = _smoothed_weight(hu, BONE_HU_LOW, BONE_HU_HIGH, 1.0, factors, sigma)
+    body = _block_mean((hu > BODY_HU).astype(np.float32), factors)
+    track = _track(cortex, _seed(cortex, body, coarse_mm[0]), TRACK_RADIUS_MM / coarse_mm[:2])
+    track = _refine(bone, track, REFINE_RADIUS_MM / coarse_mm[:2])
+    track = ndimage.gaussian_filter1d(track, SMOOTH_Z_MM / coarse_mm[2], axis=0, mode="nearest")
+    return _to_full_grid(track, factors, hu.shape[2])
+
+
+def _smoothed_weight(
+    hu: np.ndarray,
+    low: float,
+    high: float,
+    exponent: float,
+    factors: np.ndarray,
+    sigma: np.ndarray,
+) -> np.ndarray:
+    """(X, Y, Z) HU -> coarse (Xc, Yc, Zc) smoothed weight ``clip((hu - low) / (high - low),
+    0, 1) ** exponent``; ``sigma`` (3,) in coarse voxels."""
+    ramp = np.clip((hu - low) / (high - low), 0, 1)
+    return ndimage.gaussian_filter(_block_mean(ramp**exponent, factors), sigma=sigma)
+
+
+def _disk(shape: tuple[int, int], centre: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """(X, Y) bool: voxels within the ellipse of ``radius`` (2,) voxels around ``centre``."""
+    gx, gy = np.ogrid[: shape[0], : shape[1]]
+    return ((gx - centre[0]) / radius[0]) ** 2 + ((gy - centre[1]) / radius[1]) ** 2 <= 1
+
+
+def _centroid(weight: np.ndarray) -> np.ndarray:
+    """(2,) weighted mean (x, y) voxel position of an (X, Y) weight with a positive sum."""
+    gx, gy = np.ogrid[: weight.shape[0], : weight.shape[1]]
+    return np.array([(gx * weight).sum(), (gy * weight).sum()]) / weight.sum()
+
+
+def _refine(density: np.ndarray, track: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """(Z, 2) centres moved to the centroid of ``density`` within ``radius`` (coarse voxels)
+    of each; slices without density keep theirs."""
+    refined = track.copy()
+    for z, centre in enumerate(track):
+        local = np.where(_disk(density.shape[:2], centre, radius), density[:, :, z], 0.0)
+        if local.max() >= MIN_DENSITY:
+            refined[z] = _centroid(local)
+    return refined
+
+
+def _block_mean(volume: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) -> (ceil(X/fx), ceil(Y/fy), ceil(Z/fz)) means of blocks; edges repeated."""
+    pad = [(0, -n % f) for n, f in zip(volume.shape, factors, strict=True)]
+    padded = np.pad(volume, pad, mode="edge")
+    shape = [s for n, f in zip(padded.shape, factors, strict=True) for s in (n // f, f)]
+    return padded.reshape(shape).mean(axis=(1, 3, 5))
+
+
+def _seed(density: np.ndarray, body: np.ndarray, x_mm: float) -> tuple[int, int, int]:
+    """(x, y, z) coarse voxel where the tracker starts: the column of bone that persists along
+    z (ribs do not), near the body's left-right midline; z where that column is densest."""
+    x = np.arange(density.shape[0])
+    weights = body.sum(axis=(1, 2))
+    midline = float((x * weights).sum() / weights.sum()) if weights.sum() else x.mean()
+    prior = np.exp(-0.5 * ((x - midline) * x_mm / MIDLINE_SIGMA_MM) ** 2)
+    score = density.mean(axis=2) * prior[:, None]
+    cx, cy = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(cx), int(cy), int(np.argmax(density[cx, cy]))
+
+
+def _track(density: np.ndarray, seed: tuple[int, int, int], radius: np.ndarray) -> np.ndarray:
+    """(Z, 2) coarse (x, y) centre per slice, followed from the seed slice up and down; each
+    centre is the centroid of the strong density within ``radius`` (coarse voxels, (2,)) of
+    the previous slice's centre."""
+    nz = density.shape[2]
+    track = np.zeros((nz, 2))
+    x0, y0, z0 = seed
+    for order in (range(z0, nz), range(z0, -1, -1)):
+        centre = np.array([x0, y0], dtype=float)
+        for z in order:
+            local = np.where(_disk(density.shape[:2], centre, radius), density[:, :, z], 0.0)
+            peak = local.max()
+            if peak >= MIN_DENSITY:
+                centre = _centroid(np.clip(local - TRACK_PEAK_FRACTION * peak, 0, None))
+            track[z] = centre
+    return track
+
+
+def _to_full_grid(track: np.ndarray, factors: np.ndarray, n_slices: int) -> np.ndarray:
+    """Coarse (Zc, 2) centres -> (n_slices, 2) float32 full-resolution voxel coordinates."""
+    # a coarse voxel i covers full voxels i*f .. i*f + f-1: its centre is at (i + 0.5) f - 0.5
+    full = (track + 0.5) * factors[:2] - 0.5
+    coarse_z = (np.arange(n_slices) + 0.5) / factors[2] - 0.5
+    zc = np.arange(len(track))
+    return np.stack(
+        [np.interp(coarse_z, zc, full[:, 0]), np.interp(coarse_z, zc, full[:, 1])], axis=1
+    ).astype(np.float32)
