@@ -1,12 +1,15 @@
 """`make bench`: every model variant through the ordinary pipelines, over training seeds.
 
-1. ``kedro run --env bench --pipelines data_processing``: phantoms, split, slices.
+1. ``kedro run --env bench --pipelines data_processing``: phantoms, split, slices; and the
+   scans of two more test sets: out-of-domain phantoms (``benchmark.out_of_domain``, ranges
+   held out of training) and fractures planted into a real vertebra (``benchmark.real_bone``).
 2. Per seed in ``benchmark.seeds``: ``kedro run --env bench --pipelines
    training,inference,fusion,reporting --params seed=<s>``, every variant (proposed, thesis
-   baseline, smp peer, ungated ablation) scored by the pipelines' own nodes; its
+   baseline, smp peer, ungated ablation) scored by the pipelines' own nodes, then the
+   ``evaluate`` pipeline on each extra test set (its own ``output_root``); each run's
    ``metrics.json`` and ``score_histograms.npz`` are kept in ``data/bench/seeds/<s>/`` and
    reused for the same code and parameters (a killed bench resumes at its seed).
-3. Mean and spread over seeds; paired bootstrap over test cases and seeds.
+3. Per test set: mean and spread over seeds; paired bootstrap over test cases and seeds.
 4. Speed and memory, one subprocess per measurement, with the pipelines' functions.
 5. ``benchmarks/results.json`` (commit, seeds, test cases) and ``docs/benchmarks.md``.
 
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT_MARK = "BENCH_RESULT "
 PIPELINES = ["training", "inference", "fusion", "reporting"]
 KEPT = ("metrics.json", "score_histograms.npz")  # per seed, from data/<root>/08_reporting
+# Test sets beyond the in-domain phantoms, each scored by the evaluate pipeline after every
+# seed; scans, outputs and kept figures under <data_root>/<name>/.
+TEST_SETS = ("out_of_domain", "real_bone")
 logger = logging.getLogger("benchmark")
 
 
@@ -168,12 +175,45 @@ def run_seeds(project: Path, params: dict, fingerprint: str, timer: StageTimer) 
             runtime = {"seed": seed, **({"variants": bench["seed_variants"]} if i else {})}
             with timer(f"seed {seed}: pipelines {','.join(PIPELINES)}, {runtime}"):
                 run_kedro(project, PIPELINES, runtime)
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in KEPT:
-                shutil.copy(root / "08_reporting" / name, folder / name)
+            keep(root, folder)
+            for name in TEST_SETS:
+                with timer(f"seed {seed}: evaluate on {name}"):
+                    scans = {
+                        "raw_dir": str(root / name / "01_raw"),
+                        "output_root": str(root / name),
+                    }
+                    run_kedro(project, ["evaluate"], {**runtime, **scans})
+                keep(root / name, folder / name)
             stamp.write_text(json.dumps({"fingerprint": fingerprint, "seed": seed}))
         folders[seed] = folder
     return folders
+
+
+def keep(output_root: Path, folder: Path) -> None:
+    """Copy a run's figures (``KEPT``) out of ``output_root`` before the next run replaces them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        shutil.copy(output_root / "08_reporting" / name, folder / name)
+
+
+def write_test_sets(params: dict, root: Path) -> None:
+    """The scans of ``TEST_SETS`` as NIfTI in ``root/<name>/01_raw``: out-of-domain phantoms
+    from the data_processing pipeline's own node, fractures planted into a real vertebra."""
+    from vertebral_fracture.datasets import NiftiDataset
+    from vertebral_fracture.phantoms import PhantomSetParams
+    from vertebral_fracture.pipelines.data_processing.nodes import generate_phantoms
+    from vertebral_fracture.planting import planted_cases
+
+    bench = params["benchmark"]
+    phantoms, _, preview = generate_phantoms(PhantomSetParams(**bench["out_of_domain"]))
+    preview.savefig(root / "out_of_domain_preview.png", dpi=80)
+    real = dict(bench["real_bone"])
+    paths = {key: ROOT / real.pop(key) for key in ("scan", "vertebrae", "subregions")}
+    for name, scans in (("out_of_domain", phantoms), ("real_bone", planted_cases(**paths, **real))):
+        folder = root / name / "01_raw"
+        shutil.rmtree(folder, ignore_errors=True)  # a smaller set leaves no stale cases
+        for case, image in scans.items():
+            NiftiDataset(filepath=str(folder / f"{case}.nii.gz")).save(image)
 
 
 def fingerprint_of(params: dict, commit: dict) -> str:
@@ -281,7 +321,8 @@ def run_measurement(spec: dict, project: Path) -> dict:
 
 
 def _peak_rss_mb() -> float:
-    """High-water resident set size of this process in MB (Linux ``VmHWM``, reset at exec)."""
+    """High-water resident set size of this process in MB (Linux ``VmHWM``, reset at exec;
+    ``ru_maxrss`` would carry the forking parent's peak)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -385,16 +426,9 @@ def measure_fusion(shape: list[int], repeats: int) -> dict:
     from vertebral_fracture.fusion import fuse
 
     volumes = [np.random.default_rng(i).random(tuple(shape), dtype=np.float32) for i in range(3)]
-    fusion_s, copy_s = [], []
-    for _ in range(repeats):
-        for work, times in (
-            (lambda: fuse(volumes, "product"), fusion_s),
-            (volumes[0].copy, copy_s),
-        ):
-            start = time.perf_counter()
-            work()
-            times.append(time.perf_counter() - start)
-    best = {"fusion_s": min(fusion_s), "copy_s": min(copy_s)}
+    best = {}
+    for name, work in (("fusion_s", lambda: fuse(volumes, "product")), ("copy_s", volumes[0].copy)):
+        best[name] = min(timeit.repeat(work, number=1, repeat=repeats))
     return {"shape": list(shape), **best, "ratio": best["fusion_s"] / best["copy_s"]}
 
 
@@ -455,15 +489,19 @@ def run(smoke: bool, results_path: Path, docs_path: Path) -> dict:
     context = bench_context(project)
     params = plain_params(context)
     params["data_root"] = context.config_loader["globals"]["data_root"]
+    with timer("test sets: out-of-domain phantoms, fractures planted into a real vertebra"):
+        write_test_sets(params, project / params["data_root"])
     folders = run_seeds(project, params, fingerprint_of(params, commit), timer)
     with timer("summary: mean over seeds, bootstrap over cases and seeds"):
         summary = summarise(folders, params)
+        extra = {n: summarise({s: f / n for s, f in folders.items()}, params) for n in TEST_SETS}
     speed = measure_speed(project, params, timer)
     results = {
         **commit,
         "seeds": list(params["benchmark"]["seeds"]),
         "n_test_cases": summary.pop("n_test_cases"),
         **summary,
+        **extra,
         "speed": speed,
         "configuration": {
             "variants": params["variants"],

@@ -50,6 +50,13 @@ def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
     for diff in boot["proposed_minus"].values():
         low, high = diff["ci95"]
         assert diff["verdict"] == ("higher" if low > 0 else "lower" if high < 0 else "tie")
+    # test sets held out of the training ranges and on real bone, scored by evaluate
+    ood, real = results["out_of_domain"], results["real_bone"]
+    assert ood["n_test_cases"] == 3 and all(c.startswith("ood_") for c in ood["test_cases"])
+    assert real["test_cases"] == ["biconcave_30", "crush_30", "intact", "wedge_25", "wedge_40"]
+    for extra in (ood, real):
+        assert set(extra["methods"]) == set(methods)
+        assert extra["methods"]["multitask_product"]["seeds"] == [1, 2]
     for variant in ("multitask", "baseline", "smp", "ungated"):
         speed = results["speed"]["models"][variant]
         assert speed["train_s_per_step"] > 0 and speed["infer_s_per_volume"] > 0
@@ -58,3 +65,4 @@ def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
     )
     docs = docs_path.read_text()
     assert "SMOKE RUN" in docs and "paired bootstrap" in docs and results["commit"][:12] in docs
+    assert "## Out of domain (3 cases)" in docs and "## Real bone (5 cases)" in docs

@@ -160,28 +160,29 @@ def test_notebook_loads_catalog_entries(project):
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the overlay figure
 
 
-# evaluate replaces the case index with the new folder's: keep it last
 def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_path):
-    scans = tmp_path / "scans"
+    scans, out = tmp_path / "scans", tmp_path / "evaluation"
     scans.mkdir()
     case = "lumbar<img src=x onerror=alert(1)>"  # a file name must not inject HTML into the report
     shutil.copy(REAL_CT, scans / f"{case}_ct.nii.gz")
-    run_pipeline(project, "evaluate", params={"raw_dir": str(scans)})
+    own = [
+        project / "data/02_intermediate/case_index.json",
+        project / "data/08_reporting/metrics.json",
+    ]
+    before = [path.read_bytes() for path in own]
+    run_pipeline(project, "evaluate", params={"raw_dir": str(scans), "output_root": str(out)})
+    assert [path.read_bytes() for path in own] == before  # the environment's outputs stay
     scan = nib.load(REAL_CT)
     for variant in VARIANTS:
         for view in VIEWS:
-            out = nib.load(
-                project / f"data/07_model_output/probabilities/{variant}/{view}/{case}.nii.gz"
-            )
-            assert out.shape == scan.shape
-            np.testing.assert_allclose(out.affine, scan.affine, atol=1e-5)
-    fused = nib.load(
-        project / f"data/07_model_output/fused/multitask/multitask_product/{case}.nii.gz"
-    )
+            prob = nib.load(out / f"07_model_output/probabilities/{variant}/{view}/{case}.nii.gz")
+            assert prob.shape == scan.shape
+            np.testing.assert_allclose(prob.affine, scan.affine, atol=1e-5)
+    fused = nib.load(out / f"07_model_output/fused/multitask/multitask_product/{case}.nii.gz")
     assert fused.shape == scan.shape
-    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    metrics = json.loads((out / "08_reporting/metrics.json").read_text())
     assert metrics["dataset"]["cases"] == 0  # no mask: pictures, no metrics
-    report = (project / "data/08_reporting/report.html").read_text()
+    report = (out / "08_reporting/report.html").read_text()
     assert "lumbar&lt;img src=x onerror=alert(1)&gt;" in report
     assert "<img src=x" not in report
 

@@ -26,10 +26,13 @@ CORTEX_EXPONENT = 2.0
 BONE_HU_LOW = 100.0
 #: Bone weight is 1 from this HU.
 BONE_HU_HIGH = 400.0
-#: Radius (mm) around the cortex-tracked centre, which the posterior elements pull back to the
-#: canal, within which the bone weight's centroid is taken: reaches the vertebral body
-#: (~15 mm in front of the canal), not the aorta (~35 mm away).
-REFINE_RADIUS_MM = 20.0
+#: The cortex-tracked centre lies between canal and body (the posterior elements pull it
+#: back); the vertebral body, where fractures are, lies about this far in front of it
+#: (anterior = +y in RAS; the canal's centre is ~20 mm behind the body's).
+BODY_OFFSET_MM = 12.0
+#: Radius (mm) around that point within which the bone weight's centroid is taken: about the
+#: body's half width, so the aorta (~30 mm in front of the body's centre) mostly stays out.
+REFINE_RADIUS_MM = 18.0
 #: Above this HU a voxel is inside the body (soft tissue, not air or lung); sets the midline.
 BODY_HU = -300.0
 #: In-plane smoothing (mm): merges cortex, marrow and posterior elements into one blob.
@@ -60,9 +63,9 @@ def locate_spine(hu: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
         spacing_mm: (3,) voxel size in mm along x, y, z (extra entries are ignored).
 
     Returns:
-        (Z, 2) float32 (x, y) voxel coordinates of the column centre (around the back of the
-        vertebral body / front of the canal) per axial slice z; slices without a vertebra get
-        the nearest located centre.
+        (Z, 2) float32 (x, y) voxel coordinates of the column centre (the vertebral body's
+        centre where one is cut, bridged over discs) per axial slice z; slices without a
+        vertebra get the nearest located centre.
     """
     spacing = np.asarray(spacing_mm, dtype=float)[:3]
     factors = np.maximum(1, np.round(COARSE_MM / spacing)).astype(int)
@@ -73,7 +76,8 @@ def locate_spine(hu: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
     bone = _smoothed_weight(hu, BONE_HU_LOW, BONE_HU_HIGH, 1.0, factors, sigma)
     body = _block_mean((hu > BODY_HU).astype(np.float32), factors)
     track = _track(cortex, _seed(cortex, body, coarse_mm[0]), TRACK_RADIUS_MM / coarse_mm[:2])
-    track = _refine(bone, track, REFINE_RADIUS_MM / coarse_mm[:2])
+    anterior = np.array([0.0, BODY_OFFSET_MM / coarse_mm[1]])
+    track = _refine(bone, track + anterior, REFINE_RADIUS_MM / coarse_mm[:2])
     track = ndimage.gaussian_filter1d(track, SMOOTH_Z_MM / coarse_mm[2], axis=0, mode="nearest")
     return _to_full_grid(track, factors, hu.shape[2])
 

@@ -47,6 +47,7 @@ BONE = (
     Tissue.OSTEOPOROTIC_TRABECULAR,
 )
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
+BODY_MARGIN_MM = 6.0  # soft tissue kept in front of the vertebral bodies in a shallow field
 OSTEOPOROTIC_HU = 110.0  # trabecular density below which a spine counts as osteoporotic
 _ANCHORS = [0, 7, 11, 14, 16]  # level indices of T1, T8, T12, L3, L5
 _NOMINAL = {  # nominal adult dimensions (mm / degrees) at the anchor levels
@@ -209,11 +210,14 @@ def layout_spine(
     for lv in range(middle - 1, -1, -1):
         z[lv] = z[lv + 1] + (geoms[lv].h / 2 + geoms[lv].disc_h + geoms[lv + 1].h / 2)
     pitch = geoms[middle].h + geoms[middle].disc_h
-    shift = centre[2] + rng.uniform(-0.3, 0.3) * pitch
+    shift = centre[2] + rng.uniform(-0.5, 0.5) * pitch  # any phase: body or disc mid-field
     z = {lv: zz + shift for lv, zz in z.items()}
 
     mid = geoms[middle]
     y0 = centre[1] - (mid.ry + 3 * scale + mid.tip_v) / 2 + rng.normal(0, 0.02) * fov[1]
+    # A field too shallow for the whole vertebra cuts the spinous processes, not the body
+    # (where fractures are), as spine-centred reconstructions do.
+    y0 = min(y0, centre[1] + fov[1] / 2 - mid.ry - BODY_MARGIN_MM * scale)
     curve = SpineCurve(
         x0=centre[0] + rng.normal(0, 0.02) * fov[0],
         y0=y0,
