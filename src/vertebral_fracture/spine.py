@@ -1,9 +1,12 @@
 """Locate the vertebral column in a CT volume: one in-plane centre per axial slice.
 
-A classical, training-free locator on a block-averaged copy of the scan (~``COARSE_MM`` voxels):
-a soft bone weight is smoothed, the column that is dense along the whole z extent and near the
-body's left-right midline seeds a tracker, which follows the bone mass slice by slice; the curve
-is smoothed along z and mapped back to full-resolution voxel coordinates.
+A classical, training-free locator. On a block-averaged copy of the scan (~``COARSE_MM``
+voxels) a cortex weight is smoothed; the column that is dense along the whole z extent and
+near the body's left-right midline seeds a tracker, which follows the bone mass slice by slice
+(it sits near the canal: the posterior elements weigh most). At full resolution each centre
+then moves forward to a fixed depth behind the column's anterior edge, the front of the
+vertebral body, which is cortex in every patient even where the marrow is as dark as muscle.
+The curve is smoothed along z. Centres are where the models' windows go (``slicing``).
 """
 
 from __future__ import annotations
@@ -22,17 +25,18 @@ CORTEX_HU_HIGH = 700.0
 #: The cortex weight rises as this power of its HU ramp, so thin dense cortex outweighs solid,
 #: moderately bright tissue: a contrast-filled aorta (~300 HU) weighs 0.04, cortex ~1.
 CORTEX_EXPONENT = 2.0
-#: Bone weight (centres the column on the vertebral body): 0 below this HU, marrow counts.
-BONE_HU_LOW = 100.0
-#: Bone weight is 1 from this HU.
-BONE_HU_HIGH = 400.0
-#: The cortex-tracked centre lies between canal and body (the posterior elements pull it
-#: back); the vertebral body, where fractures are, lies about this far in front of it
-#: (anterior = +y in RAS; the canal's centre is ~20 mm behind the body's).
-BODY_OFFSET_MM = 12.0
-#: Radius (mm) around that point within which the bone weight's centroid is taken: about the
-#: body's half width, so the aorta (~30 mm in front of the body's centre) mostly stays out.
-REFINE_RADIUS_MM = 18.0
+#: The centre sits this far behind the column's anterior edge: half a lumbar body's depth
+#: (thoracic ~25 mm deep, lumbar ~35-40 mm), so it lands on the body.
+BODY_CENTRE_MM = 18.0
+#: Half width (mm) of the band around the column's midline where the anterior edge is sought:
+#: the body's front, not the transverse processes, ribs or psoas beside it.
+FRONT_BAND_MM = 8.0
+#: How far (mm) in front of the tracked centre (which the posterior elements pull back to the
+#: canal) the body's anterior wall may lie: a large lumbar body and canal.
+FRONT_REACH_MM = 70.0
+#: A voxel this dense is bone (thin cortex at partial volume stays above it; muscle, blood and
+#: noise stay below, except contrast-filled vessels).
+FRONT_HU = 180.0
 #: Above this HU a voxel is inside the body (soft tissue, not air or lung); sets the midline.
 BODY_HU = -300.0
 #: In-plane smoothing (mm): merges cortex, marrow and posterior elements into one blob.
@@ -73,13 +77,11 @@ def locate_spine(hu: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
     hu = np.asarray(hu, dtype=np.float32)
     sigma = np.array([SIGMA_PLANE_MM, SIGMA_PLANE_MM, SIGMA_Z_MM]) / coarse_mm
     cortex = _smoothed_weight(hu, CORTEX_HU_LOW, CORTEX_HU_HIGH, CORTEX_EXPONENT, factors, sigma)
-    bone = _smoothed_weight(hu, BONE_HU_LOW, BONE_HU_HIGH, 1.0, factors, sigma)
     body = _block_mean((hu > BODY_HU).astype(np.float32), factors)
     track = _track(cortex, _seed(cortex, body, coarse_mm[0]), TRACK_RADIUS_MM / coarse_mm[:2])
-    anterior = np.array([0.0, BODY_OFFSET_MM / coarse_mm[1]])
-    track = _refine(bone, track + anterior, REFINE_RADIUS_MM / coarse_mm[:2])
-    track = ndimage.gaussian_filter1d(track, SMOOTH_Z_MM / coarse_mm[2], axis=0, mode="nearest")
-    return _to_full_grid(track, factors, hu.shape[2])
+    centres = _front_referenced(hu, track, spacing, factors)
+    sigma = SMOOTH_Z_MM / spacing[2]
+    return ndimage.gaussian_filter1d(centres, sigma, axis=0, mode="nearest").astype(np.float32)
 
 
 def _smoothed_weight(
@@ -108,15 +110,30 @@ def _centroid(weight: np.ndarray) -> np.ndarray:
     return np.array([(gx * weight).sum(), (gy * weight).sum()]) / weight.sum()
 
 
-def _refine(density: np.ndarray, track: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """(Z, 2) centres moved to the centroid of ``density`` within ``radius`` (coarse voxels)
-    of each; slices without density keep theirs."""
-    refined = track.copy()
-    for z, centre in enumerate(track):
-        local = np.where(_disk(density.shape[:2], centre, radius), density[:, :, z], 0.0)
-        if local.max() >= MIN_DENSITY:
-            refined[z] = _centroid(local)
-    return refined
+def _front_referenced(
+    hu: np.ndarray, track: np.ndarray, spacing: np.ndarray, factors: np.ndarray
+) -> np.ndarray:
+    """(Z, 2) full-resolution centres, moved along y onto the vertebral body:
+    ``BODY_CENTRE_MM`` behind the column's anterior edge, the front-most voxel above
+    ``FRONT_HU`` near the midline within ``FRONT_REACH_MM`` in front of the tracked centre.
+
+    The body's anterior wall is cortex in every patient, while its marrow may be as dark as
+    muscle (osteoporosis) and the posterior elements outweigh the body: a centroid is pulled
+    back to the canal, the front edge is not. Works at full resolution, where a thin cortex
+    still stands out.
+    """
+    full = (track + 0.5) * factors[:2] - 0.5
+    band = FRONT_BAND_MM / spacing[0]
+    x, y = np.arange(hu.shape[0]), np.arange(hu.shape[1])
+    centres = np.empty((hu.shape[2], 2))
+    for z in range(hu.shape[2]):
+        cx, cy = full[min(z // factors[2], len(full) - 1)]
+        rows = (x >= cx - band) & (x <= cx + band)
+        ahead = (y >= cy) & (y <= cy + FRONT_REACH_MM / spacing[1])
+        bright = np.nonzero(ahead & (hu[rows, :, z].max(axis=0) >= FRONT_HU))[0]
+        front = bright.max() if bright.size else cy + BODY_CENTRE_MM / spacing[1]
+        centres[z] = cx, front - BODY_CENTRE_MM / spacing[1]
+    return centres
 
 
 def _block_mean(volume: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -155,14 +172,3 @@ def _track(density: np.ndarray, seed: tuple[int, int, int], radius: np.ndarray) 
                 centre = _centroid(np.clip(local - TRACK_PEAK_FRACTION * peak, 0, None))
             track[z] = centre
     return track
-
-
-def _to_full_grid(track: np.ndarray, factors: np.ndarray, n_slices: int) -> np.ndarray:
-    """Coarse (Zc, 2) centres -> (n_slices, 2) float32 full-resolution voxel coordinates."""
-    # a coarse voxel i covers full voxels i*f .. i*f + f-1: its centre is at (i + 0.5) f - 0.5
-    full = (track + 0.5) * factors[:2] - 0.5
-    coarse_z = (np.arange(n_slices) + 0.5) / factors[2] - 0.5
-    zc = np.arange(len(track))
-    return np.stack(
-        [np.interp(coarse_z, zc, full[:, 0]), np.interp(coarse_z, zc, full[:, 1])], axis=1
-    ).astype(np.float32)
