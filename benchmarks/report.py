@@ -114,7 +114,8 @@ def markdown(results: dict) -> str:
         extra = results.get(name)
         if not extra:
             continue
-        ratio = extra["methods"][proposed]["pr_auc"]["mean"] / methods[proposed]["pr_auc"]["mean"]
+        here, there = (m[proposed]["pr_auc"]["mean"] for m in (extra["methods"], methods))
+        ratio = here / there if here is not None and there else None
         lines += [
             f"## {title} ({extra['n_test_cases']} cases)",
             "",

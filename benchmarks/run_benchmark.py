@@ -268,10 +268,11 @@ def summarise(folders: dict[int, Path], params: dict) -> dict:
         if other == proposed:
             continue
         delta = samples[proposed] - samples[other]
-        low, high = np.nanpercentile(delta, [2.5, 97.5])
+        delta = delta[np.isfinite(delta)]  # resamples without a positive voxel say nothing
+        low, high = np.percentile(delta, [2.5, 97.5])
         differences[other] = {
             "ci95": [float(low), float(high)],
-            "p_proposed_higher": float(np.nanmean(delta > 0)),
+            "p_proposed_higher": float(np.mean(delta > 0)),
             "verdict": "higher" if low > 0 else "lower" if high < 0 else "tie",
         }
     for method in methods:

@@ -110,13 +110,18 @@ def test_predict_view_writes_on_the_native_grid():
         ),
         (
             _checkpoint("baseline"),
-            TrainingParams(architecture="multitask"),
+            TrainingParams(architecture="multitask", slice_size=32),
             "architecture is 'baseline'",
         ),
         (
             _checkpoint("multitask", in_channels=3),
-            TrainingParams(architecture="multitask"),
+            TrainingParams(architecture="multitask", slice_size=32),
             "in_channels is 3",
+        ),
+        (  # windows of another size: another field of view than the model was trained on
+            _checkpoint("multitask"),
+            TrainingParams(architecture="multitask", slice_size=64),
+            "slice_size is 32",
         ),
     ],
 )

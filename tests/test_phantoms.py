@@ -213,14 +213,22 @@ def test_appearance_ranges_set_noise_and_slice_profile():
     quiet, loud = case(noise_hu=(5.0, 5.0)), case(noise_hu=(40.0, 40.0))
     assert np.std(_interior_hu([loud], Tissue.FAT)) > 3 * np.std(_interior_hu([quiet], Tissue.FAT))
     # thick slices average anatomy along z: sharp bone edges along z soften
-    thin, thick = case(slice_thickness_mm=(0.6, 0.6)), case(slice_thickness_mm=(6.0, 6.0))
+    silent = {"noise_hu": (0.0, 0.0)}  # compare the anatomy's edges, not noise
+    thin = case(slice_thickness_mm=(0.6, 0.6), **silent)
+    thick = case(slice_thickness_mm=(6.0, 6.0), **silent)
     steps = [np.abs(np.diff(_canonical(p.ct).astype(float), axis=2)).mean() for p in (thin, thick)]
     assert steps[1] < 0.8 * steps[0]
 
 
 @pytest.mark.parametrize(
     "appearance",
-    [{"noise_hu": (30.0, 5.0)}, {"levels": ("L5", "T9")}, {"levels": ("T9", "L6")}],
+    [
+        {"noise_hu": (30.0, 5.0)},
+        {"size_scale": (0.0, 1.0)},
+        {"noise_hu": (-5.0, 5.0)},
+        {"levels": ("L5", "T9")},
+        {"levels": ("T9", "L6")},
+    ],
 )
 def test_invalid_appearance_is_rejected(appearance):
     with pytest.raises(ValidationError):

@@ -11,6 +11,14 @@ import pytest
 from tests.conftest import REAL_CT, REAL_CT_VERTEBRAE
 from vertebral_fracture.phantoms import PhantomSetParams, Tissue, generate_phantom_set
 from vertebral_fracture.planting import planted_cases
+from vertebral_fracture.preprocessing import resample, to_canonical
+from vertebral_fracture.slicing import (
+    VIEW_AXES,
+    add_window,
+    assemble_volume,
+    extract_slices,
+    spine_windows,
+)
 from vertebral_fracture.spine import locate_spine
 
 BODY_TISSUES = (Tissue.TRABECULAR, Tissue.OSTEOPOROTIC_TRABECULAR)
@@ -18,13 +26,16 @@ VERTEBRA_LABELS = range(26, 34)  # TotalSegmentator: S1 .. T11
 LUMBAR_LABELS = range(27, 32)  # L5 .. L1
 REAL_VERTEBRA = Path(__file__).parent / "data" / "real_vertebra"
 # The located centre is where the models' windows go: 64 px at 1.25 mm, 80 mm square.
-WINDOW_MM = 80.0
+CANONICAL_MM = (1.25, 1.25, 1.25)
+WINDOW_PX = 64
+WINDOW_MM = WINDOW_PX * CANONICAL_MM[0]
 
 
 @pytest.fixture(scope="module")
 def phantoms() -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """(HU, tissue labels, fracture mask, spacing) of canonical phantoms, each with a fracture,
-    stored in several orientations; a tight field (72 mm) and a wide thick-slice one."""
+    """(HU, tissue labels, fracture mask, spacing) of phantoms, each with a fracture, stored in
+    several orientations and resampled as the pipelines do (RAS, 1.25 mm); a tight field
+    (72 mm) and a wide thick-slice one."""
     cases = []
     for shape, spacing in (((72, 72, 72), (1.0, 1.0, 1.25)), ((176, 176, 40), (0.8, 0.8, 3.5))):
         params = PhantomSetParams(
@@ -36,19 +47,20 @@ def phantoms() -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
             fracture_free_fraction=0.0,
         )
         for phantom in generate_phantom_set(params):
-            ct = nib.as_closest_canonical(phantom.ct)
-            labels, mask = (
-                np.asanyarray(nib.as_closest_canonical(image).dataobj)
-                for image in (phantom.tissue_labels, phantom.fracture_mask)
+            ct, mask = to_canonical(phantom.ct, phantom.fracture_mask, CANONICAL_MM)
+            tissue = phantom.tissue_labels
+            labels = resample(  # nearest neighbour: label codes must not blend
+                np.asanyarray(tissue.dataobj), tissue.affine, ct.affine, ct.shape, order=0
             )
-            zooms = np.array(ct.header.get_zooms()[:3])
-            cases.append((np.asanyarray(ct.dataobj), labels, mask > 0, zooms))
+            hu, fracture = (np.asanyarray(image.dataobj) for image in (ct, mask))
+            cases.append((hu, labels, fracture > 0, np.array(CANONICAL_MM)))
     return cases
 
 
 def _fracture_outside_window(spine: np.ndarray, mask: np.ndarray, spacing: np.ndarray) -> float:
     """Share of fracture voxels outside the 80 mm axial window around the located centre
     (what the models would never see)."""
+    assert mask.any(), "the case has no fracture to check"
     x, y = np.ogrid[: mask.shape[0], : mask.shape[1]]
     outside = 0
     for z in np.flatnonzero(mask.any(axis=(0, 1))):
@@ -62,6 +74,20 @@ def test_windows_around_the_centre_hold_every_fracture_of_phantoms(phantoms):
         spine = locate_spine(hu, spacing)
         assert spine.shape == (hu.shape[2], 2) and spine.dtype == np.float32
         assert _fracture_outside_window(spine, mask, spacing) == 0
+
+
+@pytest.mark.parametrize("view", list(VIEW_AXES))
+def test_every_views_windows_cover_every_fracture_of_phantoms(phantoms, view):
+    # the coronal and sagittal tiles follow the spine's mean position over 64 slices of z
+    for hu, _, mask, spacing in phantoms:
+        size = WINDOW_PX
+        stack = extract_slices(
+            "c", np.zeros(hu.shape, np.float32), None, view, size, spine=locate_spine(hu, spacing)
+        )
+        covered = np.zeros(stack.images.shape, np.float32)
+        for i, top, left in spine_windows(stack, size):
+            add_window(covered, i, top, left, np.ones((size, size), np.float32))
+        assert assemble_volume(covered, stack)[mask].min() > 0
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,8 @@ def _seed(density: np.ndarray, body: np.ndarray, x_mm: float) -> tuple[int, int,
     midline = float((x * weights).sum() / weights.sum()) if weights.sum() else x.mean()
     prior = np.exp(-0.5 * ((x - midline) * x_mm / MIDLINE_SIGMA_MM) ** 2)
     score = density.mean(axis=2) * prior[:, None]
+    if score.max() < MIN_DENSITY:  # no bone anywhere: start mid-volume rather than a corner
+        return tuple(n // 2 for n in density.shape)  # type: ignore[return-value]
     cx, cy = np.unravel_index(int(np.argmax(score)), score.shape)
     return int(cx), int(cy), int(np.argmax(density[cx, cy]))
 

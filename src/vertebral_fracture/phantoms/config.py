@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from .anatomy import LEVELS
 
@@ -50,10 +50,13 @@ class PhantomAppearance(BaseModel):
     noise_hu: Range = (5.0, 30.0)  # standard deviation of the correlated noise
     noise_grain_mm: Range = (0.4, 1.0)  # noise correlation length
 
+    @field_validator("trabecular_hu", "cortical_hu")
+    @classmethod
+    def _low_first(cls, bounds: Range) -> Range:
+        return _ordered(bounds)
+
     @field_validator(
         "size_scale",
-        "trabecular_hu",
-        "cortical_hu",
         "in_plane_blur_mm",
         "slice_thickness_mm",
         "sharpen",
@@ -61,7 +64,12 @@ class PhantomAppearance(BaseModel):
         "noise_grain_mm",
     )
     @classmethod
-    def _low_first(cls, bounds: Range) -> Range:
+    def _non_negative(cls, bounds: Range, info: ValidationInfo) -> Range:
+        # sizes and grains scale or divide anatomy and filters: they must stay above zero
+        positive = info.field_name in ("size_scale", "noise_grain_mm", "slice_thickness_mm")
+        if min(bounds) < 0 or (positive and min(bounds) <= 0):
+            sign = "> 0" if positive else ">= 0"
+            raise ValueError(f"{info.field_name} {bounds} must be {sign}")
         return _ordered(bounds)
 
     @field_validator("levels")

@@ -60,7 +60,7 @@ class Phantom:
     ``vertebra``, mask ``voxels`` and ``centroid_mm`` (world coordinates of its mask's centre,
     ``None`` when no voxel of it survived), so lesions found in the mask can be traced back
     to their kind. ``appearance`` records what the case drew from ``PhantomAppearance``
-    (levels in view, patient size, mean trabecular HU, scanner settings).
+    (levels whose centre is in view, patient size, their mean trabecular HU, scanner settings).
     """
 
     case_id: str
@@ -403,6 +403,8 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
             ids, center_of_mass(canvas.fracture_ids > 0, canvas.fracture_ids, ids), strict=True
         )
     ]
+    z_far = origin[2] + (shape[2] - 1) * spacing[2]
+    in_view = [vt for vt in verts if origin[2] <= vt.center[2] <= z_far] or verts
     found = [f"{d.kind}:{name}" for name, ds in distractors.items() for d in ds]
     if any(vt.osteoporotic for vt in verts):
         found.append("osteoporosis")
@@ -423,9 +425,9 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
         orientation=orientation,
         tissue_labels=store(canvas.labels, affine, orientation),
         appearance={
-            "levels": [vt.name for vt in verts],
+            "levels": [vt.name for vt in in_view],
             "size_scale": round(layout.scale, 3),
-            "trabecular_hu": round(float(np.mean([vt.trab_hu for vt in verts])), 1),
+            "trabecular_hu": round(float(np.mean([vt.trab_hu for vt in in_view])), 1),
             **{name: round(value, 3) for name, value in scanner.items()},
         },
     )

@@ -81,7 +81,9 @@ class TrainingParams(_Strict):
     in_channels: int = Field(
         1, ge=1, le=15, description="1, or odd: 2.5D context (3 = slice and its two neighbours)"
     )
-    slice_size: int = Field(256, ge=32, description="slice height = width; multiple of 32")
+    slice_size: int = Field(
+        256, ge=32, description="side (px) of the windows along the spine; multiple of 32"
+    )
     dropout: float = Field(CLASS_HEAD_DROPOUT, ge=0.0, lt=1.0)
     attention_gates: bool = Field(
         True, description="multitask: attention-gated skips (False = plain U-Net, an ablation)"

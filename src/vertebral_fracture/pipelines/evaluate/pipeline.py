@@ -1,9 +1,11 @@
 """evaluate: score the trained models on any folder of scans, every case a test case.
 
-    kedro run --pipeline evaluate --params raw_dir=/path/to/labelled/scans
+    kedro run --pipeline evaluate --params raw_dir=/path/to/scans,output_root=data/evaluation
 
 Reuses the checkpoints and validation thresholds already in the catalog; runs
-preprocessing, slicing, inference, fusion and reporting, without phantoms or training.
+preprocessing, slicing, inference, fusion and reporting, without phantoms or training. Its
+case index, volumes and reports go under ``output_root`` (default: the environment's data
+root, whose own outputs they then replace).
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ def predict_view(
             f"the {view} model checkpoint was trained on the {model['view']} view; "
             f"retrain with `kedro run --pipeline training --namespaces {view}`."
         )
-    expected = {k: v for k, v in training.architecture_dict().items() if k != "slice_size"}
-    network = load_model_from_checkpoint(model, expected=expected)
+    # slice_size included: the model sees windows of the size it was trained on
+    network = load_model_from_checkpoint(model, expected=training.architecture_dict())
     device = resolve_device(params.device)
 
     def probability(record: dict) -> nib.Nifti1Image:
