@@ -56,7 +56,7 @@ def _inference_outputs(n_cases: int) -> dict:
         {c: (lambda s=s: s) for c, s in stacks.items()},
         checkpoint,
         records,
-        TrainingParams(architecture="baseline"),
+        TrainingParams(architecture="baseline", slice_size=32),
         InferenceParams(device="cpu", batch_size=24),
         view="axial",
     )
