@@ -42,15 +42,14 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import markdown  # noqa: E402
+# TEST_SETS: the test sets beyond the in-domain phantoms, each scored by the evaluate
+# pipeline after every seed; scans, outputs and kept figures under <data_root>/<name>/.
+from report import TEST_SETS, markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_MARK = "BENCH_RESULT "
 PIPELINES = ["training", "inference", "fusion", "reporting"]
 KEPT = ("metrics.json", "score_histograms.npz")  # per seed, from data/<root>/08_reporting
-# Test sets beyond the in-domain phantoms, each scored by the evaluate pipeline after every
-# seed; scans, outputs and kept figures under <data_root>/<name>/.
-TEST_SETS = ("out_of_domain", "real_bone")
 logger = logging.getLogger("benchmark")
 
 

@@ -55,7 +55,7 @@ def predict_slices(
     windows = spine_windows(stack, size)
     total = np.zeros(stack.images.shape, dtype=np.float32)
     count = np.zeros(stack.images.shape, dtype=np.float32)
-    ones = np.ones((1, size, size), dtype=np.float32)
+    ones = np.ones((size, size), dtype=np.float32)
     starts = range(0, len(windows), batch_size)
     for start in Progress(
         starts, desc=f"{stack.case_id} {stack.view}", unit="batch", enabled=progress
@@ -71,7 +71,7 @@ def predict_slices(
         probabilities = model.fracture_probability(x)[:, 0].float().cpu().numpy()
         for (i, top, left), probability in zip(batch_windows, probabilities, strict=True):
             add_window(total, i, top, left, probability)
-            add_window(count, i, top, left, ones[0])
+            add_window(count, i, top, left, ones)
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 

@@ -20,6 +20,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from vertebral_fracture.phantoms.fractures import (
+    COMPRESSION_SHAPES,
+    MIN_DROP_SHARE,
+    collapse_share,
+)
 from vertebral_fracture.phantoms.generator import store
 
 #: Share of the body's height, below a collapsed endplate, that counts as the fracture band.
@@ -29,9 +34,6 @@ COMPACTION_HU = 150.0
 #: Wedge: the collapse starts this far (share of the body's depth, from the back) and grows
 #: linearly to the anterior wall; the posterior wall stays intact.
 WEDGE_HINGE = 0.35
-#: Drops below this share of the largest one are not fracture (as in the phantoms' masks).
-MIN_DROP_SHARE = 0.2
-SHAPES = ("wedge", "biconcave", "crush")
 
 
 def plant_compression(
@@ -55,8 +57,8 @@ def plant_compression(
     Returns:
         The CT with the fracture (int16 HU, same shape) and its uint8 fracture mask.
     """
-    if shape not in SHAPES:
-        raise ValueError(f"unknown compression shape {shape!r}; choose from {SHAPES}")
+    if shape not in COMPRESSION_SHAPES:
+        raise ValueError(f"unknown compression shape {shape!r}; choose from {COMPRESSION_SHAPES}")
     if not 0 < height_loss < 1:
         raise ValueError(f"height_loss must lie in (0, 1), got {height_loss}")
     if body.shape != hu.shape or not body.any():
@@ -105,14 +107,9 @@ def _drops(columns: np.ndarray, loss: float, shape: str) -> tuple[np.ndarray, np
     ry = max((ys.max() - ys.min()) / 2, 1.0)
     depth = (y - ys.min()) / max(ys.max() - ys.min(), 1)  # 0 posterior wall, 1 anterior wall
     wedge = np.clip((depth - WEDGE_HINGE) / (1 - WEDGE_HINGE), 0, 1)
-    none = np.zeros(columns.shape)
-    if shape == "wedge":
-        return np.where(columns, loss * wedge, 0.0), none
-    if shape == "crush":
-        return np.where(columns, loss * (0.8 + 0.2 * wedge), 0.0), none
     central = np.clip(1 - ((x - cx) / rx) ** 2 - ((y - cy) / ry) ** 2, 0, 1)
-    share = np.where(columns, 0.5 * loss * central, 0.0)
-    return share, share
+    share = np.where(columns, loss * collapse_share(shape, wedge, central), 0.0)
+    return (share, share) if shape == "biconcave" else (share, np.zeros(columns.shape))
 
 
 def planted_cases(

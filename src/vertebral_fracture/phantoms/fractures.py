@@ -44,6 +44,24 @@ GRADE_HEIGHT_LOSS = ((0.20, 0.25), (0.25, 0.40), (0.40, 0.55))
 GRADE_PROBS = (0.3, 0.45, 0.25)
 
 
+#: Endplate points that dropped by less than this share of the largest drop are not fracture.
+MIN_DROP_SHARE = 0.2
+
+
+def collapse_share(shape: str, wedge: Array, central: Array) -> Array:
+    """Share of a compression's largest height loss by which each endplate point drops.
+
+    ``wedge`` rises from 0 at the hinge to 1 at the anterior wall, ``central`` from 0 at the
+    rim to 1 at the centre (both in [0, 1], same shape). A biconcave collapse shares the loss
+    between both endplates, deepest centrally; a crush lowers the endplate almost evenly.
+    """
+    if shape == "biconcave":
+        return 0.5 * central
+    if shape == "crush":
+        return 0.8 + 0.2 * wedge
+    return wedge
+
+
 @dataclass(frozen=True)
 class Compression:
     """Compression: collapse of an endplate with a sclerotic band of compacted bone beneath it.
@@ -68,12 +86,8 @@ class Compression:
     def drop(self, u: Array, v: Array, g: VertebraGeom) -> Array:
         """Displacement (mm) of each collapsed endplate into the body."""
         wedge = np.clip((v - self.hinge * g.ry) / ((1 - self.hinge) * g.ry), 0, 1) ** self.gamma
-        if self.shape == "biconcave":  # the loss shared by both endplates, deepest centrally
-            t = 0.5 * np.clip(1 - (u / g.rx) ** 2 - (v / g.ry) ** 2, 0, 1) ** self.gamma
-        elif self.shape == "crush":
-            t = 0.8 + 0.2 * wedge
-        else:
-            t = wedge
+        central = np.clip(1 - (u / g.rx) ** 2 - (v / g.ry) ** 2, 0, 1) ** self.gamma
+        t = collapse_share(self.shape, wedge, central)
         ripple = self.ripple_mm * np.sin(2.1 * u / g.rx * np.pi + self.ripple_phase) * t
         return self.loss_mm * t + ripple
 
@@ -91,7 +105,7 @@ class Compression:
         depths += [body_sdf(u, v, w, g, -g.h, bottom)[1]] if -1 in sides else []
         depth = np.minimum.reduce(depths)
         peak = self.loss_mm * (0.5 if self.shape == "biconcave" else 1.0)
-        crushed = (d > 0) & (depth < self.band_mm) & (drop > 0.2 * peak)
+        crushed = (d > 0) & (depth < self.band_mm) & (drop > MIN_DROP_SHARE * peak)
         return BodyEval(d, end, np.zeros(d.shape, bool), crushed, crushed)
 
 
