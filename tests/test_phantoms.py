@@ -416,3 +416,23 @@ def test_morphometry_grades_the_phantoms_compressions_and_spares_intact_bodies()
     assert len(intact) >= 10 and len(compressed) >= 3
     assert np.mean(np.asarray(intact) == 0) >= 0.9
     assert np.median(compressed) < 0.85
+
+
+def test_fracture_appearance_follows_its_ranges():
+    """A faint sclerotic band (the collapse shows only in the endplate's shape) when asked."""
+    look = PhantomAppearance(sclerotic_hu=(150.0, 160.0), trabecular_hu=(150.0, 160.0))
+    params = _params(
+        shape=(48, 48, 48),
+        spacing_mm=(1.2, 1.2, 1.5),
+        fracture_free_fraction=0.0,
+        appearance=look,
+    )
+    for seed in range(40):
+        ph = generate_phantom("c", seed, params)
+        if any(f["kind"] == "compression" for f in ph.fractures):
+            break
+    labels, ct = _canonical(ph.tissue_labels), _canonical(ph.ct)
+    band = labels == Tissue.SCLEROTIC  # thin: blur mixes in its neighbours, as dense
+    assert band.any() and 100.0 < np.median(ct[band]) < 260.0
+    with pytest.raises(ValueError, match="low first"):
+        PhantomAppearance(fracture_gap_hu=(80.0, 30.0))

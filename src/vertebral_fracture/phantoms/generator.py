@@ -176,8 +176,10 @@ def paint_vertebra(
     fracture_id: int,
     distractors: list[Distractor],
     rng: np.random.Generator,
+    appearance: PhantomAppearance,
 ) -> None:
-    """Paint bone (cortex, trabecular core), fracture and distractors of one vertebra.
+    """Paint bone (cortex, trabecular core), fracture and distractors of one vertebra;
+    fracture gaps and compacted bone take HU from ``appearance``.
 
     Fracture mask voxels (restricted to bone or 1 voxel around it, never on distractors) are
     written as ``fracture_id`` into ``canvas.fracture_ids``; the vertebra's TotalSegmentator id
@@ -219,10 +221,10 @@ def paint_vertebra(
     hu[cortex] = (vert.cort_hu + 60 * fine)[cortex]
     hematoma = gap & ~bone
     labels[hematoma] = Tissue.FRACTURE_GAP
-    hu[hematoma] = (rng.uniform(30, 80) + 10 * fine)[hematoma]
+    hu[hematoma] = (rng.uniform(*appearance.fracture_gap_hu) + 10 * fine)[hematoma]
     compacted = sclerotic & bone & ~cortex
     labels[compacted] = Tissue.SCLEROTIC
-    hu[compacted] = (rng.uniform(400, 600) * (1 + 0.15 * fine))[compacted]
+    hu[compacted] = (rng.uniform(*appearance.sclerotic_hu) * (1 + 0.15 * fine))[compacted]
     painted = bone | hematoma
     for distractor in distractors:
         for region, tissue, value in distractor.paints(u, v, w, g, bone):
@@ -399,6 +401,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
             names.index(vert.name) + 1 if vert.name in fractures else 0,
             distractors.get(vert.name, []),
             rng,
+            params.appearance,
         )
 
     ct, scanner = form_image(canvas.hu, spacing, rng, params.appearance)
