@@ -87,14 +87,15 @@ def test_vertebra_and_patient_metrics():
         {"case": "c", "fracture_probability": 0.3, "ground_truth": 1},
         {"case": "c", "fracture_probability": 0.05, "ground_truth": None},  # unlabelled
     ]
-    m = vertebra_metrics(rows, threshold=0.5)
+    patients = {"a": True, "b": False, "c": True, "d": True}  # d: fracture off every vertebra
+    m = vertebra_metrics(rows, threshold=0.5, patients=patients)
     # pairs ranked right: 0.9 above all three negatives, 0.3 above 0.2 and 0.1
     assert m["vertebra_auc"] == pytest.approx(5 / 6)
     assert m["vertebra_sensitivity"] == 0.5 and m["vertebra_specificity"] == pytest.approx(2 / 3)
-    # scans: a (0.9, fractured), b (0.6, not), c (0.3, fractured)
-    assert m["patient_auc"] == 0.5
-    assert (m["vertebrae"], m["fractured_vertebrae"], m["patients"]) == (5, 2, 3)
-    assert math.isnan(vertebra_metrics(rows[2:4], 0.5)["vertebra_auc"])
+    # scans: a (0.9, fractured), b (0.6, not), c (0.3, fractured), d (0, fractured)
+    assert m["patient_auc"] == pytest.approx(1 / 3)
+    assert (m["vertebrae"], m["fractured_vertebrae"], m["patients"]) == (5, 2, 4)
+    assert math.isnan(vertebra_metrics(rows[2:4], 0.5, {"b": False})["vertebra_auc"])
 
 
 def test_case_summary_answers_what_was_found():

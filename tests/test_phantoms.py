@@ -23,6 +23,7 @@ from vertebral_fracture.phantoms import (
 from vertebral_fracture.phantoms.anatomy import LEVELS, layout_spine, level_geom
 from vertebral_fracture.phantoms.fractures import COMPRESSION_SHAPES, Compression
 from vertebral_fracture.vertebrae import (
+    FRACTURED_MIN_MM3,
     TOTALSEGMENTATOR_IDS,
     fractured_vertebrae,
     level_names,
@@ -388,7 +389,7 @@ def test_vertebra_label_maps_name_the_levels_in_view_and_hold_each_fracture(phan
         voxel_mm3 = float(np.prod(SPACING))
         fractured = fractured_vertebrae(labels, _canonical(ph.fracture_mask) > 0, voxel_mm3)
         for fracture in ph.fractures:
-            if fracture["voxels"] * voxel_mm3 >= 10.0:
+            if fracture["voxels"] * voxel_mm3 >= FRACTURED_MIN_MM3:
                 assert fractured[TOTALSEGMENTATOR_IDS[fracture["vertebra"]]]
         assert sum(fractured.values()) <= len(ph.fractures)
 

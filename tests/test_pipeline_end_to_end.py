@@ -52,6 +52,7 @@ def test_metrics_json_has_the_documented_shape(project):
         assert {"vertebra_auc", "vertebra_sensitivity", "vertebra_specificity", "patient_auc"} <= (
             set(entry)
         )
+        assert entry["vertebrae"] > 0 and entry["patients"] == metrics["dataset"]["cases"]
         assert set(entry["froc"]) == {"0.5", "1", "2", "4", "8"}
         assert 0.0 <= entry["pr_auc"] <= 1.0
     tests = [r for r in _index(project) if r["split"] == "test" and r["mask"]]

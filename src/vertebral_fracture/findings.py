@@ -20,9 +20,9 @@ from sklearn.metrics import roc_auc_score
 
 from vertebral_fracture.metrics import LESION_CONNECTIVITY
 from vertebral_fracture.vertebrae import (
-    LEVELS,
     fractured_vertebrae,
     level_names,
+    level_rank,
     measure_vertebrae,
     vertebra_scores,
 )
@@ -217,22 +217,30 @@ def youden_threshold(scores: Sequence[float], truth: Sequence[bool], default: fl
     return float(candidates[np.flatnonzero(youden == youden.max())[-1]])
 
 
-def vertebra_metrics(rows: Sequence[Mapping], threshold: float) -> dict[str, float]:
-    """Vertebra- and patient-level figures of one method's labelled vertebra rows.
+def vertebra_metrics(
+    rows: Sequence[Mapping], threshold: float, patients: Mapping[str, bool]
+) -> dict[str, float]:
+    """Vertebra- and patient-level figures of one method's vertebra rows.
+
+    Args:
+        rows: the method's rows of the vertebra table; those with a ``ground_truth`` count
+            for the vertebra figures.
+        threshold: the vertebra threshold (chosen on validation cases).
+        patients: labelled scan -> whether its fracture mask holds any fracture; a scan scores
+            its highest vertebra (0 without vertebrae).
 
     Returns ``vertebra_auc`` (ROC AUC over vertebrae), ``vertebra_sensitivity`` and
-    ``vertebra_specificity`` at ``threshold``, ``patient_auc`` (ROC AUC over scans scored by
-    their highest vertebra), and the counts behind them; NaN where a class is missing.
+    ``vertebra_specificity`` at ``threshold``, ``patient_auc`` (ROC AUC over scans), and the
+    counts behind them; NaN where a class is missing.
     """
     labelled = [r for r in rows if r["ground_truth"] is not None]
     score = np.array([r["fracture_probability"] for r in labelled], np.float64)
     truth = np.array([bool(r["ground_truth"]) for r in labelled], dtype=bool)
-    cases: dict[str, list[bool | float]] = {}
-    for r, s, t in zip(labelled, score, truth, strict=True):
-        best, positive = cases.get(r["case"], [-np.inf, False])
-        cases[r["case"]] = [max(best, s), positive or t]
-    case_score = np.array([c[0] for c in cases.values()], np.float64)
-    case_truth = np.array([c[1] for c in cases.values()], bool)
+    best: dict[str, float] = {}
+    for r in rows:
+        best[r["case"]] = max(best.get(r["case"], 0.0), float(r["fracture_probability"]))
+    case_score = np.array([best.get(case, 0.0) for case in patients], np.float64)
+    case_truth = np.array(list(patients.values()), dtype=bool)
     nan = float("nan")
     return {
         "vertebra_auc": _auc(truth, score),
@@ -273,7 +281,7 @@ def case_summary(
     for case in cases:
         truth = sorted(
             {v["vertebra"] for v in vertebrae if v["case"] == case and v["ground_truth"]},
-            key=_level_order,
+            key=level_rank,
         )
         row = {"case": case, "ground truth": ", ".join(truth) or "-"}
         for method in methods:
@@ -296,7 +304,3 @@ def case_summary(
             )
         rows.append(row)
     return rows
-
-
-def _level_order(name: str) -> int:
-    return LEVELS.index(name) if name in LEVELS else len(LEVELS)

@@ -242,7 +242,8 @@ def find_vertebral_bodies(
     for start, stop in zip(edges[:-1], edges[1:], strict=True):
         at_edge = start == 0 or stop == last
         if (stop - start) * sz >= (MIN_EDGE_SEGMENT_MM if at_edge else MIN_SEGMENT_MM):
-            bodies.append((start, stop))
+            # a disc's own slice belongs to neither body
+            bodies.append((start + (start in discs), stop - (stop in discs)))
     return bodies[::-1]
 
 

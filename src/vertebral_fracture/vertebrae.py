@@ -1,6 +1,6 @@
 """Vertebrae: level names of label maps, vertebral body morphometry, per-vertebra scores.
 
-A vertebra label map holds one integer id per vertebra on the scan's voxel grid. Two id
+A vertebra label map holds one integer id per vertebra on the scan's voxel grid. Three id
 conventions are understood (``LABEL_CONVENTIONS``):
 
 * ``totalsegmentator`` (TotalSegmentator v2 "total" task, what the phantoms write):
@@ -67,18 +67,33 @@ def level_names(convention: str) -> dict[int, str]:
     return LABEL_CONVENTIONS[convention]
 
 
+def level_rank(name: str) -> float:
+    """Sort key of a level name from the skull down: T13 after T12, L6 after L5, found
+    bodies V1, V2, ... by number, anything else last."""
+    extra = {"T13": LEVELS.index("T12") + 0.5, "L6": LEVELS.index("L5") + 0.5}
+    if name in LEVELS:
+        return float(LEVELS.index(name))
+    if name in extra:
+        return extra[name]
+    if name.startswith("V") and name[1:].isdigit():
+        return float(name[1:])
+    return float("inf")
+
+
 def unknown_labels(labels: np.ndarray, convention: str) -> list[int]:
     """The non-zero ids of ``labels`` that ``convention`` does not name (sorted)."""
     names = level_names(convention)
     return [int(v) for v in np.unique(labels) if v != 0 and int(v) not in names]
 
 
-def genant_grade(height_ratio: float) -> int:
+def genant_grade(height_ratio: float) -> int | None:
     """Genant semi-quantitative grade 0-3 from the height ratio (height loss = 1 - ratio):
-    below 20 % loss 0, 20-25 % 1, 25-40 % 2, over 40 % 3 (``GRADE_LOSS_MIN``); 0 when NaN."""
+    below 20 % loss 0, 20-25 % 1, 25-40 % 2, from 40 % 3 (``GRADE_LOSS_MIN``; a boundary
+    belongs to the higher grade); None when the ratio was not measured (NaN)."""
     if not np.isfinite(height_ratio):
-        return 0
-    return int(np.searchsorted(GRADE_LOSS_MIN, 1.0 - height_ratio, side="right"))
+        return None
+    loss = round(1.0 - float(height_ratio), 9)  # 1 - 0.8 is 0.19999... in binary
+    return int(np.searchsorted(GRADE_LOSS_MIN, loss, side="right"))
 
 
 @dataclass(frozen=True)
@@ -105,8 +120,8 @@ class BodyMorphometry:
         return min(self.anterior_mm, middle) / walls
 
     @property
-    def grade(self) -> int:
-        """Genant grade 0-3 of the height ratio (``genant_grade``)."""
+    def grade(self) -> int | None:
+        """Genant grade 0-3 of the height ratio (``genant_grade``), None unmeasured."""
         return genant_grade(self.height_ratio)
 
 
@@ -118,8 +133,9 @@ def vertebral_body(
     The vertebra is projected along the spine's local ``axis`` onto a grid of the scan's
     in-plane pixel size; the canal is the largest hole that this footprint encloses, and the
     voxels in front of the canal's anterior edge (along world y made orthogonal to ``axis``)
-    are the body. A mask without an enclosed canal (a label map of bodies only, or an arch
-    cut off by the field of view) is returned whole.
+    are the body. Where the arch is cut open (by the field of view) the body ends where bone
+    first stops along the footprint's midline, from the front; a mask with neither (a label
+    map of bodies only) is returned whole.
 
     Args:
         vertebra: (X, Y, Z) bool mask of one vertebra.
@@ -131,11 +147,11 @@ def vertebral_body(
         return vertebra
     matrix = np.asarray(affine, dtype=np.float64)
     points = voxels @ matrix[:3, :3].T + matrix[:3, 3]
-    e_si, e_ap, e_lr = _spine_frame(axis)
+    _, e_ap, e_lr = _spine_frame(axis)
     a, lateral = points @ e_ap, points @ e_lr
-    step = float(np.sort(np.linalg.norm(matrix[:3, :3], axis=0))[:2].max())
+    step, step_lr = _sampling_mm(matrix, e_ap), _sampling_mm(matrix, e_lr)
     rows = np.round((a - a.min()) / step).astype(np.int64) + 1  # a one-pixel empty border
-    cols = np.round((lateral - lateral.min()) / step).astype(np.int64) + 1
+    cols = np.round((lateral - lateral.min()) / step_lr).astype(np.int64) + 1
     footprint = np.zeros((rows.max() + 2, cols.max() + 2), bool)
     footprint[rows, cols] = True
     footprint = ndimage.binary_closing(footprint) | footprint  # no holes between samples
@@ -144,7 +160,7 @@ def vertebral_body(
         canal = np.bincount(holes.ravel())[1:].argmax() + 1
         canal_front_row = np.nonzero(holes == canal)[0].max()
     else:  # the arch is cut open: the body ends where bone first stops along the midline
-        middle = int(round((np.median(lateral) - lateral.min()) / step)) + 1
+        middle = int(round((np.median(lateral) - lateral.min()) / step_lr)) + 1
         band = footprint[:, max(middle - 1, 0) : middle + 2].any(axis=1)
         gaps = np.nonzero(~band[: rows.max() + 1])[0]
         gaps = gaps[gaps < rows.max()]
@@ -152,8 +168,11 @@ def vertebral_body(
             return vertebra
         canal_front_row = gaps.max()
     canal_front = (canal_front_row - 1 + 0.5) * step + a.min()
+    front = a > canal_front
+    if not front.any():
+        return vertebra
     body = np.zeros_like(vertebra)
-    body[tuple(voxels[a > canal_front].T)] = True
+    body[tuple(voxels[front].T)] = True
     return body
 
 
@@ -170,11 +189,19 @@ def _cranio_caudal_axis(affine: np.ndarray) -> int:
     return int(np.argmax(np.abs(np.asarray(affine)[2, :3])))
 
 
-def _world_axis(shape: tuple[int, ...], affine: np.ndarray, axis: int) -> np.ndarray:
-    """World coordinate ``axis`` (0 x, 1 y, 2 z) of every voxel, broadcast to ``shape``."""
-    row = np.asarray(affine, dtype=np.float64)[axis]
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return row[3] + sum(row[i] * grids[i] for i in range(3))
+def _sampling_mm(affine: np.ndarray, direction: np.ndarray) -> float:
+    """Voxel size (mm) of the voxel axis nearest to a world ``direction``: how finely the
+    grid samples along it (a thick-slice axis samples coarsely)."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    spacing = np.linalg.norm(matrix, axis=0)
+    return float(spacing[int(np.argmax(np.abs((matrix / spacing).T @ direction)))])
+
+
+def _in_plane_mm(affine: np.ndarray) -> np.ndarray:
+    """(2,) voxel sizes (mm) of the two axes across the cranio-caudal one (a sagittal
+    acquisition's thick slices are one of them)."""
+    spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    return np.delete(spacing, _cranio_caudal_axis(affine))
 
 
 def crop_affine(affine: np.ndarray, crop: tuple[slice, ...]) -> np.ndarray:
@@ -215,7 +242,7 @@ def body_morphometry(
     s, a, lateral = centred @ e_si, centred @ e_ap, centred @ e_lr
     spacing = np.linalg.norm(matrix[:3, :3], axis=0)
     step_si = float(spacing[_cranio_caudal_axis(matrix)])  # a column's extent misses one voxel
-    column_mm = float(np.sort(spacing)[:2].mean())  # in-plane column size
+    column_mm = float(_in_plane_mm(matrix).mean())  # a column's cross-section
     front, back = a.max(), a.min()
     depth, width = front - back, lateral.max() - lateral.min()
     central = np.abs(lateral - np.median(lateral)) <= 0.2 * width
@@ -287,8 +314,9 @@ def measure_vertebrae(labels: np.ndarray, affine: np.ndarray, convention: str) -
         One dict per vertebra, from the skull down: ``label``, ``vertebra`` (level name),
         ``x_mm, y_mm, z_mm`` (body centroid, world), ``anterior_mm, middle_mm, posterior_mm``,
         ``height_ratio`` (``BodyMorphometry.height_ratio``, or the body's tallest wall over
-        its neighbours' mean when lower: a crush), ``grade`` and ``complete`` (False when the
-        vertebra touches the volume's top or bottom). Heights and ratio are NaN and the grade
+        its neighbours' mean when lower: a crush), ``grade`` (of the rounded ratio) and
+        ``complete`` (False when the vertebra touches the volume's top or bottom, or its body
+        any face). Heights and ratio are NaN and the grade
         None for vertebrae the field of view cuts and levels not graded (``GRADED_LEVELS``).
     """
     names = level_names(convention)
@@ -313,8 +341,16 @@ def measure_vertebrae(labels: np.ndarray, affine: np.ndarray, convention: str) -
         below = centres[by_height[min(i + 1, len(by_height) - 1)]]
         axis = above - below if len(by_height) > 1 else None
         body = vertebral_body(labels[box] == label, local, axis)
+        # complete: the vertebra's top and bottom, and its body all round, are in view
+        start = np.array([s.start for s in box])
+        voxels = np.argwhere(body)
         edge = box[si_axis]
-        complete = bool(edge.start > 0 and edge.stop < labels.shape[si_axis])
+        complete = bool(
+            edge.start > 0
+            and edge.stop < labels.shape[si_axis]
+            and (start + voxels.min(axis=0) > 0).all()
+            and (start + voxels.max(axis=0) < np.array(labels.shape) - 1).all()
+        )
         measured.append((label, body_morphometry(body, local, axis), complete))
     graded = [complete and names[label] in GRADED_LEVELS for label, _, complete in measured]
     walls = [
@@ -340,12 +376,11 @@ def measure_vertebrae(labels: np.ndarray, affine: np.ndarray, convention: str) -
                     for where, h in zip(("anterior", "middle", "posterior"), heights, strict=True)
                 },
                 "height_ratio": round(ratio, 3),
-                "grade": genant_grade(ratio) if graded[i] else None,
+                "grade": genant_grade(round(ratio, 3)) if graded[i] else None,
                 "complete": complete,
             }
         )
-    order = {name: i for i, name in enumerate((*LEVELS, "L6", "T13"))}
-    return sorted(rows, key=lambda r: (order.get(r["vertebra"], len(order)), -r["z_mm"]))
+    return sorted(rows, key=lambda r: (level_rank(r["vertebra"]), -r["z_mm"]))
 
 
 def vertebra_scores(labels: np.ndarray, scores: np.ndarray, voxel_mm3: float) -> dict[int, float]:

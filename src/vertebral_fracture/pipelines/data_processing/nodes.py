@@ -173,10 +173,7 @@ def preprocess_cases(
 
 
 def vertebra_maps(
-    raw_scans: LazyImages,
-    canonical_scans: LazyImages,
-    case_index: list[dict],
-    params: DataProcessingParams,
+    raw_scans: LazyImages, canonical_scans: LazyImages, case_index: list[dict]
 ) -> dict[str, Callable[[], nib.Nifti1Image]]:
     """Every case's vertebra label map on its own scan's grid, made lazily case by case.
 

@@ -59,7 +59,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 vertebra_maps,
-                inputs=["raw_scans", "canonical_scans", "case_index", "params:data_processing"],
+                inputs=["raw_scans", "canonical_scans", "case_index"],
                 outputs="vertebra_maps",
                 name="vertebra_maps",
             ),

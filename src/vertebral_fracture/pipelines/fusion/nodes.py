@@ -158,7 +158,7 @@ def select_vertebra_thresholds(
     """
     by_case = fused_by_case(fused)
     scores: dict[str, list[float]] = {}
-    truth: list[bool] = []
+    truth: dict[str, list[bool]] = {}
     for record in case_index:
         case_id = record["case_id"]
         if record["split"] != "val" or not record["mask"] or case_id not in by_case:
@@ -167,13 +167,15 @@ def select_vertebra_thresholds(
         mask = np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0
         voxel_mm3 = voxel_volume_mm3(np.asarray(record["affine"]))
         fractured = fractured_vertebrae(labels, mask, voxel_mm3)
-        truth += list(fractured.values())
         for method, load in by_case[case_id].items():
             per_label = vertebra_scores(labels, load_voxels(load), voxel_mm3)
             scores.setdefault(method, []).extend(per_label[label] for label in fractured)
+            truth.setdefault(method, []).extend(fractured.values())
     methods = {method for methods in by_case.values() for method in methods}
     return {
-        method: youden_threshold(scores.get(method, []), truth, voxel_thresholds[method])
+        method: youden_threshold(
+            scores.get(method, []), truth.get(method, []), voxel_thresholds[method]
+        )
         for method in sorted(methods)
     }
 

@@ -54,7 +54,7 @@ def evaluate_methods(
     case_index: list[dict],
     thresholds: dict[str, float],
     lesion_thresholds: dict[str, float],
-    vertebra_table: pd.DataFrame,
+    findings: dict,
     vertebra_thresholds: dict[str, float],
     *fused: LazyImages,
 ) -> tuple[dict, pd.DataFrame, str, dict[str, Figure], dict[str, np.ndarray]]:
@@ -63,8 +63,8 @@ def evaluate_methods(
 
     Voxel figures use each method's validation voxel threshold; lesion detection and FROC
     use the components at its validation lesion threshold; vertebra and patient figures
-    (``findings.vertebra_metrics``, from the vertebra table) its validation vertebra
-    threshold (NaN without labelled vertebrae).
+    (``findings.vertebra_metrics``, from the findings' vertebrae; a scan is fractured when
+    its mask holds fracture) its validation vertebra threshold (NaN without labels).
 
     Returns ``metrics.json`` content, the per-case table, the markdown comparison table,
     the precision-recall and FROC figures, and each case's score histogram per method
@@ -85,11 +85,10 @@ def evaluate_methods(
     )
     scores = score_methods(cases, thresholds, lesion_thresholds, keep_case_histograms=True)
     methods = {name: s.summary() for name, s in scores.items()}
-    rows = vertebra_table.replace({np.nan: None}).to_dict("records")
-    for name, summary in methods.items():  # NaN without labelled vertebrae
-        summary.update(
-            vertebra_metrics([r for r in rows if r["method"] == name], vertebra_thresholds[name])
-        )
+    patients = {r["case_id"]: bool(r["fracture_voxels"]) for r in tests}
+    for name, summary in methods.items():
+        rows = [r for r in findings["vertebrae"] if r["method"] == name]
+        summary.update(vertebra_metrics(rows, vertebra_thresholds[name], patients))
     case_rows = [dict(row, method=name) for name, s in scores.items() for row in s.cases]
     case_table = pd.DataFrame(
         case_rows,

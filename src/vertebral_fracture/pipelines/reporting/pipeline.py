@@ -38,7 +38,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "case_index",
                     "fusion_thresholds",
                     "lesion_thresholds",
-                    "vertebra_table",
+                    "findings",
                     "vertebra_thresholds",
                     *fused,
                 ],
