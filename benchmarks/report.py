@@ -38,14 +38,16 @@ def _mean_sd(entry: dict) -> str:
 
 def _comparison(methods: dict) -> list[str]:
     lines = [
-        "| method | seeds | PR-AUC | 95% interval | recall | F1 | FROC@1 | FROC@2 | bloat |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | seeds | PR-AUC | 95% interval | recall | F1 | FROC@1 | FROC@2 | bloat "
+        "| vertebra AUC | patient AUC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in sorted(methods, key=lambda m: -(methods[m]["pr_auc"]["mean"] or -1)):
         row = methods[name]
         low, high = row["pr_auc"]["ci95"]
         cells = [str(len(row["seeds"])), _mean_sd(row["pr_auc"]), f"{_fmt(low)} to {_fmt(high)}"]
         cells += [_mean_sd(row[k]) for k in ("recall", "f1", "froc_1", "froc_2", "bloat")]
+        cells += [_mean_sd(row[k]) if k in row else "n/a" for k in ("vertebra_auc", "patient_auc")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

@@ -245,6 +245,7 @@ def summarise(folders: dict[int, Path], params: dict) -> dict:
             "f1": [e["f1"] for e in entries],
             "bloat": [e["bloat"] for e in entries],
             **{f"froc_{rate}": [e["froc"].get(rate) for e in entries] for rate in ("1", "2")},
+            **{key: [e.get(key) for e in entries] for key in ("vertebra_auc", "patient_auc")},
         }
         rows[method] = {key: _spread(values) for key, values in figures.items()}
         rows[method]["seeds"] = [s for s in seeds if method in per_seed[s]]

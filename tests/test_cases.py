@@ -7,18 +7,63 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_image
-from vertebral_fracture.cases import ScanError, find_cases, split_cases, validate_case
+from vertebral_fracture.cases import (
+    ScanError,
+    find_cases,
+    split_cases,
+    validate_case,
+    validate_vertebra_map,
+)
 
 
-def test_find_cases_pairs_ct_and_masks_and_ignores_other_files():
+def test_find_cases_pairs_ct_masks_and_vertebra_maps_and_ignores_other_files():
     cases = find_cases(
-        ["a_ct.nii.gz", "a_fracture.nii.gz", "sub/b_ct.nii", "notes.txt", "a_ct_vertebrae.nii.gz"],
+        ["a_ct.nii.gz", "a_fracture.nii.gz", "sub/b_ct.nii", "notes.txt", "b_vertebrae.nii"],
         "raw",
     )
-    assert [(c.case_id, c.ct, c.mask) for c in cases] == [
-        ("a", "a_ct.nii.gz", "a_fracture.nii.gz"),
-        ("b", "sub/b_ct.nii", None),
+    assert [(c.case_id, c.ct, c.mask, c.vertebrae) for c in cases] == [
+        ("a", "a_ct.nii.gz", "a_fracture.nii.gz", None),
+        ("b", "sub/b_ct.nii", None, "b_vertebrae.nii"),
     ]
+
+
+def test_a_vertebra_map_named_after_the_scan_file_belongs_to_its_case():
+    """TotalSegmentator users name the map after the scan: lumbar_ct_vertebrae.nii.gz."""
+    (case,) = find_cases(["lumbar_ct.nii.gz", "lumbar_ct_vertebrae.nii.gz"], "raw")
+    assert (case.case_id, case.vertebrae) == ("lumbar", "lumbar_ct_vertebrae.nii.gz")
+
+
+def _labels(data, affine=None) -> nib.Nifti1Image:
+    return make_image(np.asarray(data), np.eye(4) if affine is None else affine)
+
+
+def test_a_valid_vertebra_map_comes_back_as_integer_ids():
+    data = np.zeros((8, 8, 8), np.float32)
+    data[2:6, 2:6, 2:4], data[2:6, 2:6, 5:7] = 31, 30  # L1, L2
+    labels = validate_vertebra_map(
+        _labels(data), _ct(), name="a_vertebrae.nii.gz", ct_name="a_ct.nii.gz",
+        convention="totalsegmentator",
+    )  # fmt: skip
+    assert labels.get_data_dtype() == np.int16
+    assert set(np.unique(np.asanyarray(labels.dataobj))) == {0, 30, 31}
+
+
+@pytest.mark.parametrize(
+    ("labels", "convention", "message"),
+    [
+        (_labels(np.zeros((8, 8, 7), np.int16)), "totalsegmentator", "differs from its CT"),
+        (_labels(np.zeros((8, 8, 8), np.int16), np.diag([2, 1, 1, 1])), "verse", "voxel grid"),
+        (_labels(np.full((8, 8, 8), 0.5, np.float32)), "verse", "non-integer"),
+        (_labels(np.full((8, 8, 8), 20, np.int16)), "totalsegmentator", r"ids \[20\] are not"),
+        (_labels(np.full((8, 8, 8), 31, np.int16)), "verse", "set data_processing.vertebra_labels"),
+    ],
+)
+def test_bad_vertebra_maps_get_errors_naming_the_file(labels, convention, message):
+    with pytest.raises(ScanError, match=message) as error:
+        validate_vertebra_map(
+            labels, _ct(), name="a_vertebrae.nii.gz", ct_name="a_ct.nii.gz", convention=convention
+        )
+    assert "a_vertebrae.nii.gz" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +73,7 @@ def test_find_cases_pairs_ct_and_masks_and_ignores_other_files():
         (["readme.md"], "No CT scans found in raw"),
         (["x/a_ct.nii.gz", "y/a_ct.nii.gz"], "Two files claim case id 'a'"),
         (["a_ct.nii.gz", "b_fracture.nii.gz"], "'b_fracture.nii.gz' has no 'b_ct.nii.gz'"),
+        (["a_ct.nii.gz", "b_vertebrae.nii.gz"], "Vertebra label map without CT in raw"),
     ],
 )
 def test_find_cases_errors_name_the_problem(files, message):

@@ -22,6 +22,13 @@ from vertebral_fracture.phantoms import (
 )
 from vertebral_fracture.phantoms.anatomy import LEVELS, layout_spine, level_geom
 from vertebral_fracture.phantoms.fractures import COMPRESSION_SHAPES, Compression
+from vertebral_fracture.vertebrae import (
+    FRACTURED_MIN_MM3,
+    TOTALSEGMENTATOR_IDS,
+    fractured_vertebrae,
+    level_names,
+    measure_vertebrae,
+)
 
 SHAPE = (56, 56, 48)  # a real-size lumbar field: 112 x 112 x 120 mm
 SPACING = (2.0, 2.0, 2.5)
@@ -365,3 +372,68 @@ def test_compression_shapes_collapse_their_endplates():
     # a wedge spares the posterior wall; a crush lowers nearly the whole endplate
     posterior = v < -0.6 * geom.ry
     assert not masks["wedge"][posterior].any() and masks["crush"][posterior].any()
+
+
+def test_vertebra_label_maps_name_the_levels_in_view_and_hold_each_fracture(phantoms):
+    """``<case>_vertebrae``: TotalSegmentator ids on the CT grid, one per vertebra in view;
+    every fracture lies in the vertebra the manifest names (``fractured_vertebrae``)."""
+    for ph in phantoms:
+        labels = _canonical(ph.vertebra_labels)
+        assert ph.vertebra_labels.shape == ph.ct.shape
+        assert np.allclose(ph.vertebra_labels.affine, ph.ct.affine)
+        names = level_names("totalsegmentator")
+        present = {names[int(i)] for i in np.unique(labels) if i}
+        assert set(ph.appearance["levels"]) <= present  # centres in view; cut ones may add
+        bone = np.isin(_canonical(ph.tissue_labels), BONE)
+        assert (labels[bone] > 0).mean() > 0.99  # all bone is some vertebra's
+        voxel_mm3 = float(np.prod(SPACING))
+        fractured = fractured_vertebrae(labels, _canonical(ph.fracture_mask) > 0, voxel_mm3)
+        for fracture in ph.fractures:
+            if fracture["voxels"] * voxel_mm3 >= FRACTURED_MIN_MM3:
+                assert fractured[TOTALSEGMENTATOR_IDS[fracture["vertebra"]]]
+        assert sum(fractured.values()) <= len(ph.fractures)
+
+
+def test_morphometry_grades_the_phantoms_compressions_and_spares_intact_bodies():
+    """Six-point heights on the label maps: compressed bodies lose height, intact ones not."""
+    params = _params(
+        n_cases=10, shape=(64, 64, 96), spacing_mm=(1.5, 1.5, 1.5), fracture_free_fraction=0.0
+    )
+    intact, compressed = [], []
+    for ph in generate_phantom_set(params.model_copy(update={"seed": 300})):
+        rows = measure_vertebrae(
+            _canonical(ph.vertebra_labels),
+            nib.as_closest_canonical(ph.vertebra_labels).affine,
+            "totalsegmentator",
+        )
+        kinds = {f["vertebra"]: f["kind"] for f in ph.fractures}
+        for row in rows:
+            if row["grade"] is None:
+                continue
+            if kinds.get(row["vertebra"]) == "compression":
+                compressed.append(row["height_ratio"])
+            elif row["vertebra"] not in kinds:
+                intact.append(row["grade"])
+    assert len(intact) >= 10 and len(compressed) >= 3
+    assert np.mean(np.asarray(intact) == 0) >= 0.9
+    assert np.median(compressed) < 0.85
+
+
+def test_fracture_appearance_follows_its_ranges():
+    """A faint sclerotic band (the collapse shows only in the endplate's shape) when asked."""
+    look = PhantomAppearance(sclerotic_hu=(150.0, 160.0), trabecular_hu=(150.0, 160.0))
+    params = _params(
+        shape=(48, 48, 48),
+        spacing_mm=(1.2, 1.2, 1.5),
+        fracture_free_fraction=0.0,
+        appearance=look,
+    )
+    for seed in range(40):
+        ph = generate_phantom("c", seed, params)
+        if any(f["kind"] == "compression" for f in ph.fractures):
+            break
+    labels, ct = _canonical(ph.tissue_labels), _canonical(ph.ct)
+    band = labels == Tissue.SCLEROTIC  # thin: blur mixes in its neighbours, as dense
+    assert band.any() and 100.0 < np.median(ct[band]) < 260.0
+    with pytest.raises(ValueError, match="low first"):
+        PhantomAppearance(fracture_gap_hu=(80.0, 30.0))

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import REAL_CT
+from tests.conftest import REAL_CT, REAL_CT_VERTEBRAE
 from tests.kedro_project import ROOT, VARIANTS, make_tiny_project, run_pipeline
+from vertebral_fracture.findings import LESION_COLUMNS, VERTEBRA_COLUMNS
 from vertebral_fracture.pipelines.views import VIEWS
+from vertebral_fracture.vertebrae import level_names
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +49,10 @@ def test_metrics_json_has_the_documented_shape(project):
         assert {"pr_auc", "precision", "recall", "f1", "threshold", "dice", "froc", "bloat"} <= set(
             entry
         )
+        assert {"vertebra_auc", "vertebra_sensitivity", "vertebra_specificity", "patient_auc"} <= (
+            set(entry)
+        )
+        assert entry["vertebrae"] > 0 and entry["patients"] == metrics["dataset"]["cases"]
         assert set(entry["froc"]) == {"0.5", "1", "2", "4", "8"}
         assert 0.0 <= entry["pr_auc"] <= 1.0
     tests = [r for r in _index(project) if r["split"] == "test" and r["mask"]]
@@ -126,6 +133,35 @@ def test_report_is_self_contained(project):
     assert (project / "data/08_reporting/comparison.md").read_text().count("|") > 20
 
 
+def test_findings_tables_name_the_vertebrae_of_every_test_case(project):
+    reporting = project / "data/08_reporting"
+    vertebrae = pd.read_csv(reporting / "vertebrae.csv")
+    lesions = pd.read_csv(reporting / "findings.csv")
+    assert list(vertebrae.columns) == list(VERTEBRA_COLUMNS)
+    assert list(lesions.columns) == list(LESION_COLUMNS)
+    document = json.loads((reporting / "findings.json").read_text())
+    assert len(document["vertebrae"]) == len(vertebrae) and len(document["lesions"]) == len(lesions)
+    methods = set(json.loads((reporting / "metrics.json").read_text())["methods"])
+    tests = [r for r in _index(project) if r["split"] == "test"]
+    assert all(r["vertebrae"] and r["vertebra_convention"] == "totalsegmentator" for r in tests)
+    for record in tests:
+        labels = nib.load(project / "data/01_raw" / record["vertebrae"])
+        levels = {level_names("totalsegmentator")[int(i)] for i in np.unique(labels.dataobj) if i}
+        rows = vertebrae[vertebrae["case"] == record["case_id"]]
+        assert set(rows["method"]) == methods
+        assert all(set(group["vertebra"]) == levels for _, group in rows.groupby("method"))
+        # centroids in the scan's world box
+        corners = nib.affines.apply_affine(
+            labels.affine, np.array([[0, 0, 0], np.array(labels.shape) - 1])
+        )
+        low, high = corners.min(axis=0) - 1, corners.max(axis=0) + 1
+        xyz = rows[["x_mm", "y_mm", "z_mm"]].to_numpy()
+        assert ((xyz >= low) & (xyz <= high)).all()
+    report = (reporting / "report.html").read_text()
+    assert report.index("What was found") < report.index("<h2>Summary")
+    assert all(r["case_id"] in report for r in tests)
+
+
 def test_training_one_namespace_retrains_that_view_only_and_identically(project):
     models = project / "data/06_models"
     before = {p: p.stat().st_mtime_ns for p in models.rglob("*.pt")}
@@ -165,6 +201,7 @@ def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_pa
     scans.mkdir()
     case = "lumbar<img src=x onerror=alert(1)>"  # a file name must not inject HTML into the report
     shutil.copy(REAL_CT, scans / f"{case}_ct.nii.gz")
+    shutil.copy(REAL_CT_VERTEBRAE, scans / f"{case}_ct_vertebrae.nii.gz")
     own = [
         project / "data/02_intermediate/case_index.json",
         project / "data/08_reporting/metrics.json",
@@ -182,6 +219,10 @@ def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_pa
     assert fused.shape == scan.shape
     metrics = json.loads((out / "08_reporting/metrics.json").read_text())
     assert metrics["dataset"]["cases"] == 0  # no mask: pictures, no metrics
+    levels = pd.read_csv(out / "08_reporting/vertebrae.csv").query("method == 'multitask_product'")
+    # the levels of its label map, from the skull down (TotalSegmentator ids)
+    assert list(levels["vertebra"]) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert levels["ground_truth"].isna().all()  # no fracture mask: verdicts, no truth
     report = (out / "08_reporting/report.html").read_text()
     assert "lumbar&lt;img src=x onerror=alert(1)&gt;" in report
     assert "<img src=x" not in report

@@ -23,8 +23,14 @@ from vertebral_fracture.reporting import (
     pr_curves_figure,
     render_report,
     slice_overlay_figure,
+    vertebra_findings_figure,
 )
-from vertebral_fracture.reporting.figures import SHOWN_DECADES, VIEWS, score_norm
+from vertebral_fracture.reporting.figures import (
+    FRACTURED_COLOR,
+    SHOWN_DECADES,
+    VIEWS,
+    score_norm,
+)
 from vertebral_fracture.reporting.html import markdown_table_to_html
 from vertebral_fracture.reporting.volume3d import downsample_max, offline_plotlyjs
 
@@ -361,6 +367,7 @@ def report(case, mip_fig):
     summary = "| method | AP |\n|---|---|\n| baseline_mean | 0.41 |\n| <b>x</b> | 0.77 |"
     page = render_report(
         title=f"Report {EVIL}",
+        findings=pd.DataFrame({"case": [EVIL], "ground truth": ["L1"]}),
         summary_table=summary,
         metrics={"baseline_mean": {"AP": 0.41, "dice": 0.2}, EVIL: {"AP": 0.77, "dice": 0.6}},
         figures={"MIP case 001": mip_fig, f"PR {EVIL}": png},
@@ -370,6 +377,33 @@ def report(case, mip_fig):
         dpi=40,
     )
     return page
+
+
+def test_report_opens_with_what_was_found(report):
+    assert report.index("What was found") < report.index("<h2>Summary")
+
+
+def test_vertebra_findings_figure_names_levels_and_marks_fractures():
+    ct = np.full((30, 40, 60), -100.0, np.float32)
+    labels = np.zeros(ct.shape, np.int16)
+    labels[10:20, 15:30, 5:25], labels[10:20, 15:30, 32:52] = 30, 31  # L2 below L1
+    ct[labels > 0] = 300.0
+    rows = [
+        {"label": 31, "vertebra": "L1", "fracture_probability": 0.8, "fractured": 1,
+         "grade": 2, "ground_truth": 1},
+        {"label": 30, "vertebra": "L2", "fracture_probability": 0.01, "fractured": 0,
+         "grade": 0, "ground_truth": 0},
+    ]  # fmt: skip
+    fig = vertebra_findings_figure(ct, labels, rows, (1.0, 1.0, 1.0), title="case")
+    texts = {t.get_gid(): t for t in fig.axes[0].texts if (t.get_gid() or "").startswith("v")}
+    assert set(texts) == {"vertebra:L1", "vertebra:L2"}
+    assert texts["vertebra:L1"].get_text() == "L1 (0.8, grade 2)  GT"
+    assert texts["vertebra:L1"].get_color() == FRACTURED_COLOR
+    assert texts["vertebra:L2"].get_text() == "L2"
+    # L1 above L2 (superior up)
+    assert texts["vertebra:L1"].xy[1] > texts["vertebra:L2"].xy[1]
+    with pytest.raises(ValueError, match="label map shape"):
+        vertebra_findings_figure(ct, labels[:-1], rows, (1.0, 1.0, 1.0))
 
 
 def test_report_embeds_figures_as_data_uris(report):

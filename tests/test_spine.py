@@ -19,7 +19,8 @@ from vertebral_fracture.slicing import (
     extract_slices,
     spine_windows,
 )
-from vertebral_fracture.spine import locate_spine
+from vertebral_fracture.spine import body_label_map, find_vertebral_bodies, locate_spine
+from vertebral_fracture.vertebrae import measure_vertebrae
 
 BODY_TISSUES = (Tissue.TRABECULAR, Tissue.OSTEOPOROTIC_TRABECULAR)
 VERTEBRA_LABELS = range(26, 34)  # TotalSegmentator: S1 .. T11
@@ -148,3 +149,57 @@ def test_windows_hold_a_fracture_planted_into_an_osteoporotic_real_vertebra():
     spacing = np.array(ct.header.get_zooms()[:3])
     spine = locate_spine(np.asanyarray(ct.dataobj), spacing)
     assert _fracture_outside_window(spine, mask, spacing) == 0
+
+
+def _found_within(hu, spacing, affine, truth_labels, truth_affine) -> tuple[int, int, int, int]:
+    """(complete graded vertebrae of the truth map, those with a found body within 15 mm,
+    found bodies, vertebrae of the truth map but the sacrum)."""
+    spine = locate_spine(hu, spacing)
+    found = body_label_map(hu, spacing, spine, find_vertebral_bodies(hu, spacing, spine))
+    centres = [
+        np.array([r["x_mm"], r["y_mm"], r["z_mm"]])
+        for r in measure_vertebrae(found, affine, "numbered")
+    ]
+    rows = measure_vertebrae(truth_labels, truth_affine, "totalsegmentator")
+    truth = [
+        np.array([r["x_mm"], r["y_mm"], r["z_mm"]])
+        for r in rows
+        if r["grade"] is not None  # complete, and a body (not the sacrum)
+    ]
+    near = [min(np.linalg.norm(c - t) for c in centres) <= 15.0 for t in truth if centres]
+    in_view = sum(r["vertebra"] != "S1" for r in rows)
+    return len(truth), int(sum(near)), len(centres), in_view
+
+
+def test_bodies_are_found_without_a_label_map_on_the_real_ct():
+    ct = nib.as_closest_canonical(nib.load(REAL_CT))
+    labels = nib.as_closest_canonical(nib.load(REAL_CT_VERTEBRAE))
+    truth, near, found, _ = _found_within(
+        np.asanyarray(ct.dataobj, dtype=np.float32),
+        ct.header.get_zooms()[:3],
+        ct.affine,
+        np.asanyarray(labels.dataobj).astype(np.int16),
+        labels.affine,
+    )
+    assert (truth, near) == (5, 5)  # L1-L5, each within 15 mm of a found body
+    assert found <= truth + 7  # the sacrum and pelvis add some
+
+
+def test_bodies_are_found_without_a_label_map_on_phantoms():
+    """>= 85 % of the complete vertebrae within 15 mm of a found body (bench-like fields)."""
+    params = PhantomSetParams(
+        n_cases=8, shape=(96, 96, 96), spacing_mm=(1.25, 1.25, 1.25), seed=7077
+    )
+    totals = np.zeros(4, int)
+    for phantom in generate_phantom_set(params):
+        ct = nib.as_closest_canonical(phantom.ct)
+        labels = nib.as_closest_canonical(phantom.vertebra_labels)
+        totals += _found_within(
+            np.asanyarray(ct.dataobj, dtype=np.float32),
+            ct.header.get_zooms()[:3],
+            ct.affine,
+            np.asanyarray(labels.dataobj).astype(np.int16),
+            labels.affine,
+        )
+    truth, near, found, in_view = totals
+    assert near >= 0.85 * truth and found <= in_view

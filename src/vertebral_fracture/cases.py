@@ -1,7 +1,9 @@
 """Finding cases in a folder of scans, validating them, and splitting them.
 
 A case is ``<case>_ct.nii.gz`` (or ``.nii``) in Hounsfield units with an optional
-``<case>_fracture.nii.gz`` binary mask on the same voxel grid.
+``<case>_fracture.nii.gz`` binary mask and an optional ``<case>_vertebrae.nii.gz`` vertebra
+label map (``vertebrae.LABEL_CONVENTIONS``), both on the same voxel grid. TotalSegmentator's
+habit of naming the map after the scan file, ``<case>_ct_vertebrae.nii.gz``, works too.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from dataclasses import asdict, dataclass
 import nibabel as nib
 import numpy as np
 
+from vertebral_fracture.vertebrae import level_names, unknown_labels
+
 logger = logging.getLogger(__name__)
 
-_SCAN_NAME = re.compile(r"^(?P<case>.+)_(?P<kind>ct|fracture)\.nii(\.gz)?$")
+_SCAN_NAME = re.compile(r"^(?P<case>.+)_(?P<kind>ct|fracture|vertebrae)\.nii(\.gz)?$")
 # A CT in Hounsfield units of a spine holds bone (>= 150 HU) and fat or air (<= -50 HU).
 _HU_BONE_MIN, _HU_LOW_MAX = 150.0, -50.0
 
@@ -32,6 +36,7 @@ class CaseFiles:
     case_id: str
     ct: str
     mask: str | None
+    vertebrae: str | None = None
 
 
 def find_cases(partition_ids: list[str], folder: str) -> list[CaseFiles]:
@@ -42,21 +47,23 @@ def find_cases(partition_ids: list[str], folder: str) -> list[CaseFiles]:
         folder: the scan folder, for error messages.
 
     Raises:
-        ScanError: no CT in the folder, two files claiming one case id, or a mask without CT.
+        ScanError: no CT in the folder, two files claiming one case id, or a mask or vertebra
+            map without CT.
     """
-    cts: dict[str, str] = {}
-    masks: dict[str, str] = {}
+    found_by_kind: dict[str, dict[str, str]] = {"ct": {}, "fracture": {}, "vertebrae": {}}
+    cts, masks, vertebrae = found_by_kind.values()
     for pid in sorted(partition_ids):
         match = _SCAN_NAME.match(pid.rsplit("/", 1)[-1])
         if match is None:
             if pid.endswith((".nii", ".nii.gz")):
                 logger.warning(
-                    "Ignoring %s/%s: not named <case>_ct.nii.gz or <case>_fracture.nii.gz.",
+                    "Ignoring %s/%s: not named <case>_ct.nii.gz, <case>_fracture.nii.gz or "
+                    "<case>_vertebrae.nii.gz.",
                     folder,
                     pid,
                 )
             continue
-        found = cts if match["kind"] == "ct" else masks
+        found = found_by_kind[match["kind"]]
         case_id = match["case"]
         if case_id in found:
             raise ScanError(
@@ -69,13 +76,20 @@ def find_cases(partition_ids: list[str], folder: str) -> list[CaseFiles]:
             f"No CT scans found in {folder}: expected files named <case>_ct.nii.gz "
             "(optionally with <case>_fracture.nii.gz masks)."
         )
-    orphans = sorted(set(masks) - set(cts))
-    if orphans:
-        raise ScanError(
-            f"Fracture mask without CT in {folder}: '{masks[orphans[0]]}' has no "
-            f"'{orphans[0]}_ct.nii.gz' beside it."
-        )
-    return [CaseFiles(case_id, cts[case_id], masks.get(case_id)) for case_id in sorted(cts)]
+    for case_id in [c for c in vertebrae if c not in cts and c.removesuffix("_ct") in cts]:
+        if case_id.removesuffix("_ct") not in vertebrae:  # <case>_ct_vertebrae: the scan's name
+            vertebrae[case_id.removesuffix("_ct")] = vertebrae.pop(case_id)
+    for what, files in (("Fracture mask", masks), ("Vertebra label map", vertebrae)):
+        orphans = sorted(set(files) - set(cts))
+        if orphans:
+            raise ScanError(
+                f"{what} without CT in {folder}: '{files[orphans[0]]}' has no "
+                f"'{orphans[0]}_ct.nii.gz' beside it."
+            )
+    return [
+        CaseFiles(case_id, cts[case_id], masks.get(case_id), vertebrae.get(case_id))
+        for case_id in sorted(cts)
+    ]
 
 
 def validate_case(
@@ -136,6 +150,41 @@ def validate_case(
     return ct, binary
 
 
+def validate_vertebra_map(
+    labels: nib.Nifti1Image,
+    ct: nib.Nifti1Image,
+    *,
+    name: str,
+    ct_name: str,
+    convention: str,
+) -> nib.Nifti1Image:
+    """Check a vertebra label map against its CT; return it 3D with integer (int16) ids.
+
+    Raises:
+        ScanError: naming the file: not on the CT's voxel grid, not integer, or ids that the
+            ``convention`` (``vertebrae.LABEL_CONVENTIONS``) does not name.
+    """
+    labels = _as_3d(labels, name)
+    ct = _as_3d(ct, ct_name)
+    if labels.shape != ct.shape or not np.allclose(labels.affine, ct.affine, atol=1e-3):
+        raise ScanError(
+            f"{name}: vertebra label map grid (shape {labels.shape}) differs from its CT "
+            f"{ct_name} (shape {ct.shape}); it must be on the CT's voxel grid."
+        )
+    data = np.asanyarray(labels.dataobj)
+    if not np.isfinite(data).all() or not np.array_equal(data, np.round(data)):
+        raise ScanError(f"{name}: vertebra label map holds non-integer values.")
+    ids = data.astype(np.int16)
+    unknown = unknown_labels(ids, convention)
+    if unknown:
+        raise ScanError(
+            f"{name}: vertebra ids {unknown[:8]} are not {convention} ids "
+            f"(known: {sorted(level_names(convention))[:3]} ...); set "
+            "data_processing.vertebra_labels to the map's convention (totalsegmentator or verse)."
+        )
+    return nib.Nifti1Image(ids, ct.affine)
+
+
 def _as_3d(image: nib.Nifti1Image, name: str) -> nib.Nifti1Image:
     shape = image.shape
     squeezed = tuple(n for i, n in enumerate(shape) if i < 3 or n != 1)
@@ -162,6 +211,9 @@ class CaseRecord:
     spacing_mm: list[float]
     orientation: str
     source: str
+    vertebrae: str | None = None  # vertebra label map, relative to the scan folder
+    # ids of the case's vertebra map (vertebrae.LABEL_CONVENTIONS): "numbered" when found in the CT
+    vertebra_convention: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -174,3 +174,101 @@ def _track(density: np.ndarray, seed: tuple[int, int, int], radius: np.ndarray) 
                 centre = _centroid(np.clip(local - TRACK_PEAK_FRACTION * peak, 0, None))
             track[z] = centre
     return track
+
+
+# --------------------------------------------------------------------------- vertebral bodies
+
+#: Half width, and reach behind and in front of the located centre (mm), of the box whose mean
+#: density profiles the column along z: inside the body, clear of pedicles and the aorta.
+PROFILE_HALF_WIDTH_MM = 15.0
+PROFILE_BACK_MM = 10.0
+PROFILE_FRONT_MM = 14.0
+#: HU range the profile averages over (caps cortex and metal, floors air).
+PROFILE_HU = (-100.0, 700.0)
+#: Discs are the profile's minima at least this far apart (mm; bodies are 20-35 mm tall) ...
+MIN_BODY_MM = 18.0
+#: ... that dip by this share of the profile's range (5th to 95th percentile).
+DISC_PROMINENCE = 0.1
+#: A body between two discs is at least this tall (mm); one cut by the volume's edge at least
+#: this tall to count.
+MIN_SEGMENT_MM = 15.0
+MIN_EDGE_SEGMENT_MM = 22.0
+#: Box of a found body (mm around the located centre; the centre sits ~18 mm behind the front).
+BODY_HALF_WIDTH_MM = 24.0
+BODY_BACK_MM = 20.0
+BODY_FRONT_MM = 24.0
+#: Bone of a found body (HU): cortex and dense marrow; the closed cortical ring adds the rest.
+BODY_BONE_HU = 150.0
+
+
+def find_vertebral_bodies(
+    hu: np.ndarray, spacing: Sequence[float], spine: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """Axial slice ranges of the vertebral bodies, from the top (superior) down.
+
+    The mean density of a box inside the body, following the located column
+    (``locate_spine``), dips at every disc; the minima at least ``MIN_BODY_MM`` apart with a
+    prominence of ``DISC_PROMINENCE`` split the column into bodies. A training-free method
+    that needs no label map; it does not name levels.
+
+    Args:
+        hu: (X, Y, Z) CT in HU on a RAS grid (canonical: z superior).
+        spacing: (3,) voxel size in mm.
+        spine: (Z, 2) column centres, as ``locate_spine`` returns them (computed if None).
+
+    Returns:
+        ``(first, last)`` slice indices (inclusive) per body, ordered from the highest.
+    """
+    from scipy.signal import find_peaks
+
+    spine = locate_spine(hu, spacing) if spine is None else spine
+    sx, sy, sz = (float(s) for s in spacing)
+    profile = np.zeros(hu.shape[2])
+    for z, (cx, cy) in enumerate(spine):
+        box = hu[
+            _span(cx, PROFILE_HALF_WIDTH_MM / sx, PROFILE_HALF_WIDTH_MM / sx, hu.shape[0]),
+            _span(cy, PROFILE_BACK_MM / sy, PROFILE_FRONT_MM / sy, hu.shape[1]),
+            z,
+        ]
+        profile[z] = np.clip(box, *PROFILE_HU).mean() if box.size else PROFILE_HU[0]
+    profile = ndimage.gaussian_filter1d(profile, 1.5 / sz)
+    low, high = np.percentile(profile, [5, 95])
+    discs, _ = find_peaks(
+        -profile, distance=max(int(MIN_BODY_MM / sz), 1), prominence=DISC_PROMINENCE * (high - low)
+    )
+    last = len(profile) - 1
+    edges = [0, *discs.tolist(), last]
+    bodies = []
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        at_edge = start == 0 or stop == last
+        if (stop - start) * sz >= (MIN_EDGE_SEGMENT_MM if at_edge else MIN_SEGMENT_MM):
+            # a disc's own slice belongs to neither body
+            bodies.append((start + (start in discs), stop - (stop in discs)))
+    return bodies[::-1]
+
+
+def _span(centre: float, before: float, after: float, size: int) -> slice:
+    return slice(int(max(round(centre - before), 0)), int(min(round(centre + after) + 1, size)))
+
+
+def body_label_map(
+    hu: np.ndarray,
+    spacing: Sequence[float],
+    spine: np.ndarray,
+    bodies: Sequence[tuple[int, int]],
+) -> np.ndarray:
+    """(X, Y, Z) int16 map of found bodies, numbered 1, 2, ... from the top.
+
+    Each body is its bone (``BODY_BONE_HU``, the cortical ring filled per slice) inside a box
+    around the located column over its slice range.
+    """
+    sx, sy, _ = (float(s) for s in spacing)
+    labels = np.zeros(hu.shape, np.int16)
+    for number, (start, stop) in enumerate(bodies, start=1):
+        for z in range(start, stop + 1):
+            cx, cy = spine[z]
+            xs = _span(cx, BODY_HALF_WIDTH_MM / sx, BODY_HALF_WIDTH_MM / sx, hu.shape[0])
+            ys = _span(cy, BODY_BACK_MM / sy, BODY_FRONT_MM / sy, hu.shape[1])
+            bone = ndimage.binary_fill_holes(ndimage.binary_closing(hu[xs, ys, z] >= BODY_BONE_HU))
+            labels[xs, ys, z][bone] = number
+    return labels

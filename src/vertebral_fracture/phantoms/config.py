@@ -49,8 +49,13 @@ class PhantomAppearance(BaseModel):
     sharpen: Range = (0.0, 0.8)  # unsharp-mask gain of edge-enhancing kernels
     noise_hu: Range = (5.0, 30.0)  # standard deviation of the correlated noise
     noise_grain_mm: Range = (0.4, 1.0)  # noise correlation length
+    # how fractures look, per fracture: compacted bone under a collapsed endplate (HU; down
+    # to the marrow's own density, only the endplate's shape shows the collapse) and the blood
+    # filling fracture gaps
+    sclerotic_hu: Range = (400.0, 600.0)
+    fracture_gap_hu: Range = (30.0, 80.0)
 
-    @field_validator("trabecular_hu", "cortical_hu")
+    @field_validator("trabecular_hu", "cortical_hu", "sclerotic_hu", "fracture_gap_hu")
     @classmethod
     def _low_first(cls, bounds: Range) -> Range:
         return _ordered(bounds)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import binary_dilation
 
+from vertebral_fracture.vertebrae import GRADE_LOSS_MIN
+
 from .anatomy import VertebraGeom, body_sdf
 from .geometry import Array
 
@@ -39,8 +41,9 @@ def intact_body(u: Array, v: Array, w: Array, g: VertebraGeom) -> BodyEval:
 
 COMPRESSION_SHAPES = ("wedge", "biconcave", "crush")  # Genant's morphological types
 COMPRESSION_SHAPE_PROBS = (0.5, 0.3, 0.2)
-# Genant semi-quantitative grades 1-3: height loss 20-25 %, 25-40 %, 40-55 % (of body height)
-GRADE_HEIGHT_LOSS = ((0.20, 0.25), (0.25, 0.40), (0.40, 0.55))
+# Genant grades 1-3 (``vertebrae.GRADE_LOSS_MIN``): height loss 20-25 %, 25-40 %, 40-55 % here
+MAX_HEIGHT_LOSS = 0.55
+GRADE_HEIGHT_LOSS = tuple(zip(GRADE_LOSS_MIN, (*GRADE_LOSS_MIN[1:], MAX_HEIGHT_LOSS), strict=True))
 GRADE_PROBS = (0.3, 0.45, 0.25)
 
 

@@ -26,6 +26,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 from scipy.ndimage import binary_dilation, center_of_mass, gaussian_filter
 
 from vertebral_fracture.progress import Progress
+from vertebral_fracture.vertebrae import TOTALSEGMENTATOR_IDS
 
 from .anatomy import (
     BONE,
@@ -54,9 +55,11 @@ SHARPEN_SIGMA_MM = 1.0  # scale of the detail an edge-enhancing kernel boosts
 class Phantom:
     """One synthetic CT case.
 
-    ``ct`` is int16 HU, ``fracture_mask`` uint8 {0, 1} and ``tissue_labels`` uint8 ``Tissue``
-    codes (noise-free ground truth of the tissue classes), all with the same shape and affine
-    in the stored ``orientation``. Each entry of ``fractures`` gives the fracture's ``kind``,
+    ``ct`` is int16 HU, ``fracture_mask`` uint8 {0, 1}, ``tissue_labels`` uint8 ``Tissue``
+    codes (noise-free ground truth of the tissue classes) and ``vertebra_labels`` uint8
+    TotalSegmentator vertebra ids (``vertebrae.LABEL_CONVENTIONS``: bone, fracture gaps and
+    distractors of each vertebra), all with the same shape and affine in the stored
+    ``orientation``. Each entry of ``fractures`` gives the fracture's ``kind``,
     ``vertebra``, mask ``voxels`` and ``centroid_mm`` (world coordinates of its mask's centre,
     ``None`` when no voxel of it survived), so lesions found in the mask can be traced back
     to their kind. ``appearance`` records what the case drew from ``PhantomAppearance``
@@ -71,15 +74,18 @@ class Phantom:
     orientation: str
     tissue_labels: nib.Nifti1Image
     appearance: dict
+    vertebra_labels: nib.Nifti1Image
 
 
 @dataclass
 class Canvas:
-    """Canonical (X, Y, Z) volumes being painted: labels, HU and fracture ids (1-based)."""
+    """Canonical (X, Y, Z) volumes being painted: labels, HU, fracture ids (1-based) and
+    vertebra ids (TotalSegmentator's)."""
 
     labels: Array
     hu: Array
     fracture_ids: Array
+    vertebra_ids: Array
     origin: Array
     spacing: Array
     fine: Array  # unit-variance band-limited noise, trabecular texture
@@ -170,11 +176,14 @@ def paint_vertebra(
     fracture_id: int,
     distractors: list[Distractor],
     rng: np.random.Generator,
+    appearance: PhantomAppearance,
 ) -> None:
-    """Paint bone (cortex, trabecular core), fracture and distractors of one vertebra.
+    """Paint bone (cortex, trabecular core), fracture and distractors of one vertebra;
+    fracture gaps and compacted bone take HU from ``appearance``.
 
     Fracture mask voxels (restricted to bone or 1 voxel around it, never on distractors) are
-    written as ``fracture_id`` into ``canvas.fracture_ids``.
+    written as ``fracture_id`` into ``canvas.fracture_ids``; the vertebra's TotalSegmentator id
+    goes into ``canvas.vertebra_ids`` wherever it paints.
     """
     g = vert.geom
     box = canvas.box(vert.center, vert.rot, *vertebra_extent(g))
@@ -212,14 +221,17 @@ def paint_vertebra(
     hu[cortex] = (vert.cort_hu + 60 * fine)[cortex]
     hematoma = gap & ~bone
     labels[hematoma] = Tissue.FRACTURE_GAP
-    hu[hematoma] = (rng.uniform(30, 80) + 10 * fine)[hematoma]
+    hu[hematoma] = (rng.uniform(*appearance.fracture_gap_hu) + 10 * fine)[hematoma]
     compacted = sclerotic & bone & ~cortex
     labels[compacted] = Tissue.SCLEROTIC
-    hu[compacted] = (rng.uniform(400, 600) * (1 + 0.15 * fine))[compacted]
+    hu[compacted] = (rng.uniform(*appearance.sclerotic_hu) * (1 + 0.15 * fine))[compacted]
+    painted = bone | hematoma
     for distractor in distractors:
         for region, tissue, value in distractor.paints(u, v, w, g, bone):
             labels[region] = tissue
             hu[region] = (value + 20 * fine)[region]
+            painted |= region
+    canvas.vertebra_ids[box.slices][painted] = TOTALSEGMENTATOR_IDS[vert.name]
 
     if fracture is not None:
         mask &= binary_dilation(np.isin(labels, BONE)) & ~np.isin(labels, _DISTRACTOR_TISSUES)
@@ -347,6 +359,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
         labels=np.zeros(shape, np.uint8),
         hu=np.full(shape, -1000.0, np.float32),
         fracture_ids=np.zeros(shape, np.uint8),
+        vertebra_ids=np.zeros(shape, np.uint8),
         origin=origin,
         spacing=spacing,
         fine=band_noise(rng, shape, grain, 3 * grain),
@@ -388,6 +401,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
             names.index(vert.name) + 1 if vert.name in fractures else 0,
             distractors.get(vert.name, []),
             rng,
+            params.appearance,
         )
 
     ct, scanner = form_image(canvas.hu, spacing, rng, params.appearance)
@@ -424,6 +438,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
         distractors=found,
         orientation=orientation,
         tissue_labels=store(canvas.labels, affine, orientation),
+        vertebra_labels=store(canvas.vertebra_ids, affine, orientation),
         appearance={
             "levels": [vt.name for vt in in_view],
             "size_scale": round(layout.scale, 3),

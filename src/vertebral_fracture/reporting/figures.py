@@ -315,8 +315,10 @@ def _layout(shape, spacing, ncols: int) -> tuple[tuple[float, float], list[float
 def _titles(fig: Figure, title: str, extra: str, handles: list) -> None:
     """Bold figure title, and a bottom legend whose title is the orientation note."""
     head = " — ".join(_plain(t) for t in (title, extra) if t)
-    if head:
-        fig.suptitle(head, fontsize=10, fontweight="bold")
+    if head:  # wrapped: titles carry what was found
+        fig.suptitle(
+            textwrap.fill(head, int(fig.get_figwidth() * 11)), fontsize=10, fontweight="bold"
+        )
     note = textwrap.fill(_CONVENTION_NOTE, int(fig.get_figwidth() * 15))
     leg = fig.legend(
         handles=handles,
@@ -662,4 +664,86 @@ def attention_figure(
         cb.set_label("attention coefficient α", fontsize=7)
         cb.ax.tick_params(labelsize=6)
     fig.suptitle(_plain(title), fontsize=9)
+    return fig
+
+
+# --------------------------------------------------------------------------- findings
+
+#: Colour of a vertebra the method calls fractured (Okabe-Ito vermillion).
+FRACTURED_COLOR = "#D55E00"
+
+
+def vertebra_findings_figure(
+    ct_hu: np.ndarray,
+    vertebra_labels: np.ndarray,
+    vertebrae: Sequence[Mapping],
+    spacing: Sequence[float],
+    title: str = "",
+    *,
+    window: tuple[float, float] = BONE_WINDOW,
+) -> Figure:
+    """A sagittal slice through the spine with every vertebra outlined and named.
+
+    Args:
+        ct_hu: (X, Y, Z) CT in HU on a RAS voxel grid (``nib.as_closest_canonical``).
+        vertebra_labels: (X, Y, Z) vertebra ids on the same grid.
+        vertebrae: one method's rows of the vertebra table (``findings.vertebra_findings``):
+            ``label``, ``vertebra``, ``fracture_probability``, ``fractured``, ``grade`` and
+            ``ground_truth`` (0/1 or ``None``).
+        spacing: voxel spacing (mm) of the grid.
+        title: figure title.
+
+    A vertebra called fractured is outlined and named in vermillion with its score and
+    Genant grade, the others in white; a green "GT" marks ground-truth fractures. The slice
+    is the one through the median left-right position of the labelled bone.
+    """
+    sp = _check_spacing(spacing)
+    ct = np.asarray(ct_hu, dtype=np.float32)
+    labels = np.asarray(vertebra_labels)
+    if labels.shape != ct.shape:
+        raise ValueError(f"vertebra label map shape {labels.shape} != CT shape {ct.shape}")
+    view = VIEWS[0]  # sagittal
+    bone_x = np.nonzero(labels.any(axis=(1, 2)))[0]
+    index = int(np.median(bone_x)) if len(bone_x) else ct.shape[0] // 2
+    extent = _extent(view, ct.shape, sp)
+    fig = Figure(figsize=(5.0, 5.8), layout="constrained")
+    ax = fig.subplots()
+    ax.set_label("sagittal|findings")
+    _show_ct(ax, orthogonal_slice(ct, view.axis, index), window, extent)
+    sagittal = orthogonal_slice(labels, view.axis, index)
+    for row in vertebrae:
+        inside = sagittal == row["label"]
+        if not inside.any():
+            continue
+        called = bool(row["fractured"])
+        color = FRACTURED_COLOR if called else "white"
+        _contour(ax, inside, extent, color, 1.3 if called else 0.6)
+        v_rows, h_cols = np.nonzero(inside)
+        h_mm, v_mm = h_cols.mean() * sp[view.h_axis], v_rows.mean() * sp[view.v_axis]
+        text = str(row["vertebra"])
+        if called:
+            grade = "" if row["grade"] is None else f", grade {int(row['grade'])}"
+            text += f" ({float(row['fracture_probability']):.2g}{grade})"
+        if row.get("ground_truth"):
+            text += "  GT"
+        ax.annotate(
+            text,
+            (h_mm, v_mm),
+            xytext=(h_cols.max() * sp[view.h_axis] + 4.0, v_mm),  # in front of the body
+            color=FRACTURED_COLOR
+            if called
+            else ("#9AE6C9" if row.get("ground_truth") else "white"),
+            fontsize=6.5,
+            fontweight="bold" if called else "normal",
+            va="center",
+            ha="right",
+            gid=f"vertebra:{row['vertebra']}",
+        )
+    _setup_panel(ax, view, extent)
+    _scale_bar(ax, view, extent)
+    ax.set_title(
+        f"{_plain(title)}\nsagittal x = {index} ({index * sp[0]:.1f} mm)\n"
+        "vermillion: called fractured (score, Genant grade); GT: ground truth",
+        fontsize=7,
+    )
     return fig

@@ -199,6 +199,7 @@ def _view_fragment(name: str, view: Any) -> str:
 def render_report(
     *,
     title: str,
+    findings: pd.DataFrame | None = None,
     summary_table: str | pd.DataFrame | None = None,
     metrics: Mapping[str, Any] | None = None,
     figures: Mapping[str, Figure | bytes] | None = None,
@@ -215,6 +216,9 @@ def render_report(
     ----------
     title, subtitle:
         Page heading (escaped).
+    findings:
+        What was found, one row per case (``findings.case_summary``): the first section,
+        so the page opens with the answer.
     summary_table:
         Headline comparison: a DataFrame, or a markdown pipe table (e.g.
         ``df.to_markdown()`` output); cells are escaped.
@@ -245,6 +249,10 @@ def render_report(
     case_tables = dict(case_tables or {})
 
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, body html)
+
+    if findings is not None and len(findings):
+        body = _df_html(findings, index=False)
+        sections.append(("findings", "What was found", f'<div class="scroll">{body}</div>'))
 
     if summary_table is not None:
         if isinstance(summary_table, pd.DataFrame):

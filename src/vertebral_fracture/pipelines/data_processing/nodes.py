@@ -10,21 +10,30 @@ import nibabel as nib
 import numpy as np
 from matplotlib.figure import Figure
 
-from vertebral_fracture.cases import CaseRecord, ScanError, find_cases, split_cases, validate_case
+from vertebral_fracture.cases import (
+    CaseRecord,
+    ScanError,
+    find_cases,
+    split_cases,
+    validate_case,
+    validate_vertebra_map,
+)
 from vertebral_fracture.phantoms import (
     PhantomSetParams,
     generate_phantom_set,
     phantom_preview_figure,
 )
 from vertebral_fracture.pipelines.data_processing.params import DataProcessingParams
-from vertebral_fracture.preprocessing import to_canonical, window
+from vertebral_fracture.preprocessing import resample, to_canonical, window
 from vertebral_fracture.progress import Progress
 from vertebral_fracture.slicing import SliceStack, extract_slices
-from vertebral_fracture.spine import locate_spine
+from vertebral_fracture.spine import body_label_map, find_vertebral_bodies, locate_spine
 
 logger = logging.getLogger(__name__)
 
 LazyImages = dict[str, Callable[[], nib.Nifti1Image]]
+PHANTOM_VERTEBRA_LABELS = "totalsegmentator"  # the generator's vertebra ids
+FOUND_VERTEBRA_LABELS = "numbered"  # bodies found in a scan given without a vertebra map
 
 
 def generate_phantoms(
@@ -36,6 +45,7 @@ def generate_phantoms(
     for phantom in phantoms:
         scans[f"{phantom.case_id}_ct"] = phantom.ct
         scans[f"{phantom.case_id}_fracture"] = phantom.fracture_mask
+        scans[f"{phantom.case_id}_vertebrae"] = phantom.vertebra_labels
     manifest = [
         {
             "case_id": p.case_id,
@@ -86,6 +96,21 @@ def _validated_records(
             mask_name=case.mask,
             binarize_masks=params.binarize_masks,
         )
+        convention = (
+            FOUND_VERTEBRA_LABELS
+            if not case.vertebrae
+            else PHANTOM_VERTEBRA_LABELS
+            if case.case_id in synthetic
+            else params.vertebra_labels
+        )
+        if case.vertebrae:
+            validate_vertebra_map(
+                raw_scans[case.vertebrae](),
+                ct,
+                name=case.vertebrae,
+                ct_name=case.ct,
+                convention=convention,
+            )
         records.append(
             CaseRecord(
                 case_id=case.case_id,
@@ -98,6 +123,8 @@ def _validated_records(
                 spacing_mm=[round(float(z), 4) for z in ct.header.get_zooms()[:3]],
                 orientation="".join(nib.aff2axcodes(ct.affine)),
                 source="phantom" if case.case_id in synthetic else "user",
+                vertebrae=case.vertebrae,
+                vertebra_convention=convention,
             )
         )
     return records
@@ -143,6 +170,41 @@ def preprocess_cases(
                 lambda c: canonical(c)[1], case_id
             )
     return partitions
+
+
+def vertebra_maps(
+    raw_scans: LazyImages, canonical_scans: LazyImages, case_index: list[dict]
+) -> dict[str, Callable[[], nib.Nifti1Image]]:
+    """Every case's vertebra label map on its own scan's grid, made lazily case by case.
+
+    The map given beside the scan (``<case>_vertebrae``, its ids as the case index's
+    ``vertebra_convention`` says), else the vertebral bodies found in the canonical CT
+    (``spine.find_vertebral_bodies``), numbered from the top.
+    """
+
+    def given(record: dict) -> nib.Nifti1Image:
+        return validate_vertebra_map(
+            raw_scans[record["vertebrae"]](),
+            raw_scans[record["ct"]](),
+            name=record["vertebrae"],
+            ct_name=record["ct"],
+            convention=record["vertebra_convention"],
+        )
+
+    def found(record: dict) -> nib.Nifti1Image:
+        ct = canonical_scans[f"{record['case_id']}/ct"]()
+        hu = np.asanyarray(ct.dataobj, dtype=np.float32)
+        spacing = ct.header.get_zooms()[:3]
+        spine = locate_spine(hu, spacing)
+        labels = body_label_map(hu, spacing, spine, find_vertebral_bodies(hu, spacing, spine))
+        native = np.asarray(record["affine"], dtype=np.float64)
+        on_scan = resample(labels, ct.affine, native, tuple(record["shape"]), order=0)
+        return nib.Nifti1Image(np.rint(on_scan).astype(np.int16), native)
+
+    return {
+        record["case_id"]: functools.partial(given if record["vertebrae"] else found, record)
+        for record in case_index
+    }
 
 
 def slice_view(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
 from vertebral_fracture.slicing import STRIDE
@@ -26,6 +28,8 @@ class DataProcessingParams(BaseModel):
     window_width: PositiveFloat = 1800.0
     min_slice_size: int = Field(64, ge=STRIDE)
     binarize_masks: bool = False
+    # id convention of users' <case>_vertebrae.nii.gz maps (the phantoms' are TotalSegmentator's)
+    vertebra_labels: Literal["totalsegmentator", "verse"] = "totalsegmentator"
     split: SplitParams = SplitParams()
 
     @field_validator("min_slice_size")

@@ -1,4 +1,5 @@
-"""data_processing: phantoms -> validated case index -> canonical volumes -> per-view slices."""
+"""data_processing: phantoms -> validated case index -> canonical volumes -> per-view slices,
+and every case's vertebra label map."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from vertebral_fracture.pipelines.data_processing.nodes import (
     index_cases,
     preprocess_cases,
     slice_view,
+    vertebra_maps,
 )
 from vertebral_fracture.pipelines.views import VIEWS, bind
 
@@ -54,6 +56,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["raw_scans", "case_index", "params:data_processing"],
                 outputs="canonical_scans",
                 name="preprocess_cases",
+            ),
+            Node(
+                vertebra_maps,
+                inputs=["raw_scans", "canonical_scans", "case_index"],
+                outputs="vertebra_maps",
+                name="vertebra_maps",
             ),
         ]
     ) + sum(view_nodes, Pipeline([]))

@@ -15,8 +15,10 @@ from vertebral_fracture.evaluation import (
     choose_lesion_thresholds,
     choose_voxel_thresholds,
 )
+from vertebral_fracture.findings import voxel_volume_mm3, youden_threshold
 from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse
 from vertebral_fracture.pipelines.views import VIEWS
+from vertebral_fracture.vertebrae import fractured_vertebrae, vertebra_scores
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +141,43 @@ def select_lesion_thresholds(
             voxel_thresholds[method],
         )
     return chosen
+
+
+def select_vertebra_thresholds(
+    raw_scans: LazyImages,
+    vertebra_maps: LazyImages,
+    case_index: list[dict],
+    voxel_thresholds: dict[str, float],
+    *fused: LazyImages,
+) -> dict[str, float]:
+    """Per fused method, the vertebra score from which a vertebra is called fractured.
+
+    Chosen on the labelled validation cases' vertebrae for the highest Youden index
+    (``findings.youden_threshold``); a method whose validation vertebrae are all of one
+    class keeps its voxel threshold.
+    """
+    by_case = fused_by_case(fused)
+    scores: dict[str, list[float]] = {}
+    truth: dict[str, list[bool]] = {}
+    for record in case_index:
+        case_id = record["case_id"]
+        if record["split"] != "val" or not record["mask"] or case_id not in by_case:
+            continue
+        labels = np.asanyarray(vertebra_maps[case_id]().dataobj).astype(np.int16)
+        mask = np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0
+        voxel_mm3 = voxel_volume_mm3(np.asarray(record["affine"]))
+        fractured = fractured_vertebrae(labels, mask, voxel_mm3)
+        for method, load in by_case[case_id].items():
+            per_label = vertebra_scores(labels, load_voxels(load), voxel_mm3)
+            scores.setdefault(method, []).extend(per_label[label] for label in fractured)
+            truth.setdefault(method, []).extend(fractured.values())
+    methods = {method for methods in by_case.values() for method in methods}
+    return {
+        method: youden_threshold(
+            scores.get(method, []), truth.get(method, []), voxel_thresholds[method]
+        )
+        for method in sorted(methods)
+    }
 
 
 def label_maps(

@@ -9,6 +9,7 @@ from vertebral_fracture.pipelines.fusion.nodes import (
     label_maps,
     select_lesion_thresholds,
     select_thresholds,
+    select_vertebra_thresholds,
 )
 from vertebral_fracture.pipelines.views import VIEWS, bind, configured_variants
 
@@ -40,6 +41,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["raw_scans", "case_index", "fusion_thresholds", *fused],
                 outputs="lesion_thresholds",
                 name="select_lesion_thresholds",
+            ),
+            Node(
+                select_vertebra_thresholds,
+                inputs=["raw_scans", "vertebra_maps", "case_index", "fusion_thresholds", *fused],
+                outputs="vertebra_thresholds",
+                name="select_vertebra_thresholds",
             ),
             Node(
                 label_maps,

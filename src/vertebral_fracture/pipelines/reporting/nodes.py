@@ -13,8 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from vertebral_fracture.evaluation import FROC_RATES, histograms_to_arrays, score_methods
+from vertebral_fracture.findings import (
+    LESION_COLUMNS,
+    VERTEBRA_COLUMNS,
+    case_summary,
+    lesion_findings,
+    vertebra_findings,
+    vertebra_metrics,
+)
 from vertebral_fracture.inference import attention_maps
 from vertebral_fracture.pipelines.fusion.nodes import fused_by_case, load_voxels
+from vertebral_fracture.progress import Progress
 from vertebral_fracture.reporting import (
     attention_figure,
     froc_figure,
@@ -23,6 +32,7 @@ from vertebral_fracture.reporting import (
     pr_curves_figure,
     render_report,
     slice_overlay_figure,
+    vertebra_findings_figure,
 )
 from vertebral_fracture.slicing import SliceStack
 from vertebral_fracture.training import load_model_from_checkpoint
@@ -44,12 +54,17 @@ def evaluate_methods(
     case_index: list[dict],
     thresholds: dict[str, float],
     lesion_thresholds: dict[str, float],
+    findings: dict,
+    vertebra_thresholds: dict[str, float],
     *fused: LazyImages,
 ) -> tuple[dict, pd.DataFrame, str, dict[str, Figure], dict[str, np.ndarray]]:
-    """Voxel and lesion metrics of every fused method on the labelled test cases.
+    """Voxel, lesion, vertebra and patient metrics of every fused method on the labelled
+    test cases.
 
     Voxel figures use each method's validation voxel threshold; lesion detection and FROC
-    use the components at its validation lesion threshold.
+    use the components at its validation lesion threshold; vertebra and patient figures
+    (``findings.vertebra_metrics``, from the findings' vertebrae; a scan is fractured when
+    its mask holds fracture) its validation vertebra threshold (NaN without labels).
 
     Returns ``metrics.json`` content, the per-case table, the markdown comparison table,
     the precision-recall and FROC figures, and each case's score histogram per method
@@ -70,6 +85,10 @@ def evaluate_methods(
     )
     scores = score_methods(cases, thresholds, lesion_thresholds, keep_case_histograms=True)
     methods = {name: s.summary() for name, s in scores.items()}
+    patients = {r["case_id"]: bool(r["fracture_voxels"]) for r in tests}
+    for name, summary in methods.items():
+        rows = [r for r in findings["vertebrae"] if r["method"] == name]
+        summary.update(vertebra_metrics(rows, vertebra_thresholds[name], patients))
     case_rows = [dict(row, method=name) for name, s in scores.items() for row in s.cases]
     case_table = pd.DataFrame(
         case_rows,
@@ -112,6 +131,57 @@ def evaluate_methods(
     return metrics, case_table, comparison_table(methods), plots, histograms_to_arrays(scores)
 
 
+def tabulate_findings(
+    raw_scans: LazyImages,
+    vertebra_maps: LazyImages,
+    case_index: list[dict],
+    lesion_thresholds: dict[str, float],
+    vertebra_thresholds: dict[str, float],
+    *fused: LazyImages,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """What each method found in each test case: its lesions and a verdict per vertebra of the
+    case's vertebra map (``findings.lesion_findings``, ``findings.vertebra_findings``).
+
+    Returns ``findings.csv`` (one row per lesion), ``vertebrae.csv`` (one row per vertebra and
+    method) and both as one JSON document.
+    """
+    by_case = fused_by_case(fused)
+    lesions: list[dict] = []
+    vertebrae: list[dict] = []
+    for record in Progress(
+        [r for r in case_index if r["split"] == "test"], desc="Findings", unit="case"
+    ):
+        case_id = record["case_id"]
+        affine = np.asarray(record["affine"])
+        scores = {m: load_voxels(load) for m, load in sorted(by_case.get(case_id, {}).items())}
+        labels = np.asanyarray(vertebra_maps[case_id]().dataobj).astype(np.int16)
+        convention = record["vertebra_convention"]
+        for method, volume in scores.items():
+            lesions += [
+                {"case": case_id, "method": method, **row}
+                for row in lesion_findings(
+                    volume,
+                    affine,
+                    lesion_thresholds[method],
+                    vertebra_labels=labels,
+                    convention=convention,
+                )
+            ]
+        if scores:
+            mask = (
+                np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0 if record["mask"] else None
+            )
+            vertebrae += [
+                {"case": case_id, **row}
+                for row in vertebra_findings(
+                    scores, labels, affine, convention, vertebra_thresholds, fracture_mask=mask
+                )
+            ]
+    lesion_table = pd.DataFrame(lesions, columns=list(LESION_COLUMNS))
+    vertebra_table = pd.DataFrame(vertebrae, columns=list(VERTEBRA_COLUMNS))
+    return lesion_table, vertebra_table, {"lesions": lesions, "vertebrae": vertebrae}
+
+
 def comparison_table(methods: dict[str, dict]) -> str:
     """Markdown table of the headline metrics, best PR-AUC first."""
     header = [
@@ -123,6 +193,8 @@ def comparison_table(methods: dict[str, dict]) -> str:
         "Dice",
         "threshold (val)",
         *[f"FROC@{r}" for r in FROC_RATES],
+        "vertebra AUC",
+        "patient AUC",
         "bloat",
         "F1 best-on-test (optimistic)",
     ]
@@ -140,6 +212,8 @@ def comparison_table(methods: dict[str, dict]) -> str:
             m["dice"],
             m["threshold"],
             *[froc.get(str(r), float("nan")) for r in FROC_RATES],
+            m.get("vertebra_auc", float("nan")),
+            m.get("patient_auc", float("nan")),
             m["bloat"],
             m["best_f1_on_test"]["f1"],
         ]
@@ -159,21 +233,32 @@ def _cell(value: object) -> str:
 
 def draw_cases(
     raw_scans: LazyImages,
+    vertebra_maps: LazyImages,
     case_index: list[dict],
     thresholds: dict[str, float],
+    findings: dict,
     params: ReportingParams,
     *fused: LazyImages,
 ) -> tuple[dict[str, Figure], dict[str, str]]:
-    """3D pictures of a few test cases: MIPs and slices through the largest fracture, 3D views.
+    """Pictures of a few test cases: the vertebrae with the proposed method's verdicts, MIPs
+    and slices through the largest fracture, 3D views; each title says what the proposed
+    method found (``findings.case_summary``).
 
     Volumes are shown in the closest RAS orientation of each scan, with its voxel spacing.
     """
+    verdicts = findings["vertebrae"]
     by_case = fused_by_case(fused)
     shown = [params.baseline, params.proposed]
     figures: dict[str, Figure] = {}
     views: dict[str, str] = {}
     for record in _pictured_cases(case_index, params.picture_cases):
         case_id = record["case_id"]
+        (found,) = case_summary([case_id], findings["lesions"], verdicts, [params.proposed])
+        caption = (
+            f"{params.proposed}: lesions {found[f'{params.proposed}: lesions']}; called "
+            f"fractured: {found[f'{params.proposed}: vertebrae']}; ground truth: "
+            f"{found['ground truth']}"
+        )
         ct = nib.as_closest_canonical(raw_scans[record["ct"]]())
         spacing = tuple(float(z) for z in ct.header.get_zooms()[:3])
         hu = np.asanyarray(ct.dataobj, dtype=np.float32)
@@ -188,13 +273,23 @@ def draw_cases(
             for m in shown
             if m in by_case.get(case_id, {})
         }
+        rows = [v for v in verdicts if v["case"] == case_id and v["method"] == params.proposed]
+        if rows:
+            labels = nib.as_closest_canonical(vertebra_maps[case_id]())
+            figures[f"{case_id}_vertebrae"] = vertebra_findings_figure(
+                hu,
+                np.asanyarray(labels.dataobj),
+                rows,
+                spacing,
+                title=f"{case_id}: vertebrae under {params.proposed}",
+            )
         figures[f"{case_id}_mip"] = mip_comparison_figure(
             hu,
             gt,
             predictions,
             thresholds,
             spacing,
-            title=case_id,
+            title=f"{case_id}: {caption}",
         )
         figures[f"{case_id}_slices"] = slice_overlay_figure(
             hu,
@@ -203,7 +298,8 @@ def draw_cases(
             thresholds,
             spacing,
             _focus(gt, predictions.get(params.proposed)),
-            title=f"{case_id}: through the largest fracture (or the strongest prediction)",
+            title=f"{case_id}: through the largest fracture (or the strongest prediction); "
+            f"{caption}",
         )
         if params.proposed in predictions:
             views[case_id] = isosurface_html(
@@ -267,6 +363,8 @@ def _focus(gt: np.ndarray, prediction: np.ndarray | None) -> tuple[int, ...]:
 
 def render_html_report(
     metrics: dict,
+    findings: dict,
+    case_index: list[dict],
     case_table: pd.DataFrame,
     comparison: str,
     plots: dict[str, bytes],
@@ -275,8 +373,16 @@ def render_html_report(
     case_views: dict[str, str],
     params: ReportingParams,
 ) -> str:
-    """One self-contained HTML page with every table, figure and 3D view."""
+    """One self-contained HTML page that opens with what was found in each test case
+    (``findings.case_summary`` of the proposed method and the baseline), then every table,
+    figure and 3D view."""
     dataset = metrics["dataset"]
+    summary = case_summary(
+        [r["case_id"] for r in case_index if r["split"] == "test"],
+        findings["lesions"],
+        findings["vertebrae"],
+        [m for m in (params.proposed, params.baseline) if m in metrics["methods"]],
+    )
     notes = [
         f"{dataset['cases']} labelled test cases, {dataset['voxels']:,} voxels, "
         f"{dataset['positive_voxels']:,} fracture voxels.",
@@ -287,6 +393,7 @@ def render_html_report(
     ]
     return render_report(
         title="Vertebral fracture detection: proposed vs thesis baseline",
+        findings=pd.DataFrame(summary),
         summary_table=comparison,
         figures={**plots, **case_figures, **attention_figures},
         case_tables=case_table,

@@ -9,6 +9,7 @@ from vertebral_fracture.pipelines.reporting.nodes import (
     draw_cases,
     evaluate_methods,
     render_html_report,
+    tabulate_findings,
 )
 from vertebral_fracture.pipelines.views import configured_variants
 
@@ -18,12 +19,27 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                tabulate_findings,
+                inputs=[
+                    "raw_scans",
+                    "vertebra_maps",
+                    "case_index",
+                    "lesion_thresholds",
+                    "vertebra_thresholds",
+                    *fused,
+                ],
+                outputs=["findings_table", "vertebra_table", "findings"],
+                name="tabulate_findings",
+            ),
+            Node(
                 evaluate_methods,
                 inputs=[
                     "raw_scans",
                     "case_index",
                     "fusion_thresholds",
                     "lesion_thresholds",
+                    "findings",
+                    "vertebra_thresholds",
                     *fused,
                 ],
                 outputs=[
@@ -37,7 +53,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 draw_cases,
-                inputs=["raw_scans", "case_index", "fusion_thresholds", "params:reporting", *fused],
+                inputs=[
+                    "raw_scans",
+                    "vertebra_maps",
+                    "case_index",
+                    "fusion_thresholds",
+                    "findings",
+                    "params:reporting",
+                    *fused,
+                ],
                 outputs=["case_figures", "case_views"],
                 name="draw_cases",
             ),
@@ -51,6 +75,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 render_html_report,
                 inputs=[
                     "metrics",
+                    "findings",
+                    "case_index",
                     "case_metrics",
                     "comparison_table",
                     "evaluation_plots",

@@ -1,0 +1,306 @@
+"""Findings a reader asks for: detected lesions and per-vertebra verdicts, and their metrics.
+
+Lesions are the 26-connected components of a fused score volume at the method's lesion
+threshold (as the lesion metrics count them). Vertebrae come from a label map
+(``vertebrae.measure_vertebrae``); each gets the fused score inside it
+(``vertebrae.vertebra_scores``) and a verdict at a threshold chosen on validation cases.
+Vertebra- and patient-level figures follow the field's reporting (e.g. Nicolaes et al.,
+"Detection of vertebral fractures in CT using 3D convolutional neural networks", 2019):
+ROC AUC over vertebrae, sensitivity and specificity at the operating point, and ROC AUC over
+scans whose score is their highest vertebra score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+
+from vertebral_fracture.metrics import LESION_CONNECTIVITY
+from vertebral_fracture.vertebrae import (
+    fractured_vertebrae,
+    level_names,
+    level_rank,
+    measure_vertebrae,
+    vertebra_scores,
+)
+
+#: Columns of ``findings.csv`` (one row per detected lesion).
+LESION_COLUMNS: tuple[str, ...] = (
+    "case",
+    "method",
+    "lesion",
+    "vertebra",
+    "x_mm",
+    "y_mm",
+    "z_mm",
+    "volume_mm3",
+    "max_probability",
+    "mean_probability",
+    "box_x0_mm",
+    "box_y0_mm",
+    "box_z0_mm",
+    "box_x1_mm",
+    "box_y1_mm",
+    "box_z1_mm",
+)
+#: Columns of ``vertebrae.csv`` (one row per vertebra, case and method).
+VERTEBRA_COLUMNS: tuple[str, ...] = (
+    "case",
+    "method",
+    "vertebra",
+    "label",
+    "x_mm",
+    "y_mm",
+    "z_mm",
+    "fracture_probability",
+    "fractured",
+    "ground_truth",
+    "anterior_mm",
+    "middle_mm",
+    "posterior_mm",
+    "height_ratio",
+    "grade",
+    "complete",
+)
+
+
+def voxel_volume_mm3(affine: np.ndarray) -> float:
+    """Volume of one voxel of a grid (mm^3)."""
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3])))
+
+
+def _world(affine: np.ndarray, voxels: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(affine, dtype=np.float64)
+    return np.asarray(voxels, dtype=np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def lesion_findings(
+    scores: np.ndarray,
+    affine: np.ndarray,
+    threshold: float,
+    *,
+    vertebra_labels: np.ndarray | None = None,
+    convention: str | None = None,
+) -> list[dict]:
+    """Detected lesions of one scan, strongest first.
+
+    Args:
+        scores: (X, Y, Z) fused fracture scores.
+        affine: (4, 4) voxel-to-world (RAS mm) matrix of the scan.
+        threshold: ``scores >= threshold`` forms the lesions (26-connected components).
+        vertebra_labels: optional label map on the same grid; a lesion's vertebra is the
+            level holding most of its voxels (grown by one voxel), "" when it touches none.
+        convention: the label map's id convention (required with ``vertebra_labels``).
+
+    Returns:
+        Dicts with ``lesion`` (1 = strongest), ``vertebra`` ("" without a label map),
+        centroid ``x_mm, y_mm, z_mm`` (world), ``volume_mm3``, ``max_probability``,
+        ``mean_probability`` and the world bounding box ``box_{x,y,z}{0,1}_mm`` of its voxels.
+    """
+    components, n = ndimage.label(scores >= threshold, structure=LESION_CONNECTIVITY)
+    if n == 0:
+        return []
+    names = level_names(convention) if vertebra_labels is not None else {}
+    voxel_mm3 = voxel_volume_mm3(affine)
+    index = np.arange(1, n + 1)
+    centroids = _world(
+        affine, np.asarray(ndimage.center_of_mass(components > 0, components, index))
+    )
+    maxima = ndimage.maximum(scores, components, index)
+    means = ndimage.mean(scores, components, index)
+    sizes = ndimage.sum_labels(np.ones(scores.shape, np.int32), components, index)
+    rows = []
+    for i, box in enumerate(ndimage.find_objects(components)):
+        corners = _world(affine, np.array([[s.start for s in box], [s.stop - 1 for s in box]]))
+        low, high = corners.min(axis=0), corners.max(axis=0)
+        rows.append(
+            {
+                "vertebra": _lesion_level(components, i + 1, box, vertebra_labels, names),
+                **_xyz("{}_mm", centroids[i]),
+                "volume_mm3": round(float(sizes[i]) * voxel_mm3, 1),
+                "max_probability": float(maxima[i]),
+                "mean_probability": float(means[i]),
+                **_xyz("box_{}0_mm", low),
+                **_xyz("box_{}1_mm", high),
+            }
+        )
+    rows.sort(key=lambda r: -r["max_probability"])
+    return [{"lesion": k + 1, **row} for k, row in enumerate(rows)]
+
+
+def _xyz(name: str, point: np.ndarray) -> dict[str, float]:
+    """``{name.format("x"): point[0], ...}`` rounded to 0.1 mm."""
+    return {name.format(a): round(float(v), 1) for a, v in zip("xyz", point, strict=True)}
+
+
+def _lesion_level(
+    components: np.ndarray,
+    component: int,
+    box: tuple[slice, ...],
+    labels: np.ndarray | None,
+    names: Mapping[int, str],
+) -> str:
+    """The level holding most of a lesion's voxels (grown by one); "" off every vertebra."""
+    if labels is None:
+        return ""
+    grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+    inside = ndimage.binary_dilation(components[grown] == component)
+    hits = labels[grown][inside]
+    hits = hits[hits > 0].astype(np.int64)
+    return names.get(int(np.bincount(hits).argmax()), "") if hits.size else ""
+
+
+def vertebra_findings(
+    scores: Mapping[str, np.ndarray],
+    vertebra_labels: np.ndarray,
+    affine: np.ndarray,
+    convention: str,
+    thresholds: Mapping[str, float],
+    *,
+    fracture_mask: np.ndarray | None = None,
+) -> list[dict]:
+    """Every vertebra of one scan under every method: morphometry, score and verdict.
+
+    Args:
+        scores: method -> (X, Y, Z) fused scores on the label map's grid.
+        vertebra_labels: (X, Y, Z) integer vertebra label map.
+        affine: (4, 4) voxel-to-world (RAS mm) matrix.
+        convention: the label map's id convention.
+        thresholds: method -> vertebra score threshold (chosen on validation cases);
+            ``fractured`` is ``fracture_probability >= threshold``.
+        fracture_mask: optional ground truth on the same grid: fills ``ground_truth``
+            (``vertebrae.fractured_vertebrae``), else it is ``None``.
+
+    Returns:
+        Dicts with the ``VERTEBRA_COLUMNS`` but ``case``, method by method, each from the
+        skull down.
+    """
+    voxel_mm3 = voxel_volume_mm3(affine)
+    measured = measure_vertebrae(vertebra_labels, affine, convention)
+    truth = (
+        fractured_vertebrae(vertebra_labels, fracture_mask, voxel_mm3)
+        if fracture_mask is not None
+        else {}
+    )
+    rows = []
+    for method, volume in scores.items():
+        per_label = vertebra_scores(vertebra_labels, volume, voxel_mm3)
+        for vertebra in measured:
+            score = per_label[vertebra["label"]]
+            rows.append(
+                {
+                    "method": method,
+                    **vertebra,
+                    "fracture_probability": score,
+                    "fractured": int(score >= thresholds[method]),
+                    "ground_truth": (
+                        int(truth[vertebra["label"]]) if vertebra["label"] in truth else None
+                    ),
+                }
+            )
+    return rows
+
+
+def youden_threshold(scores: Sequence[float], truth: Sequence[bool], default: float) -> float:
+    """The score threshold of the highest Youden index (sensitivity + specificity - 1);
+    ``default`` when the vertebrae are all of one class. Ties go to the higher threshold."""
+    scores_arr, truth_arr = np.asarray(scores, np.float64), np.asarray(truth, bool)
+    if truth_arr.all() or not truth_arr.any():
+        return float(default)
+    candidates = np.unique(scores_arr)
+    sensitivity = (scores_arr[truth_arr][None, :] >= candidates[:, None]).mean(axis=1)
+    specificity = (scores_arr[~truth_arr][None, :] < candidates[:, None]).mean(axis=1)
+    youden = sensitivity + specificity - 1.0
+    return float(candidates[np.flatnonzero(youden == youden.max())[-1]])
+
+
+def vertebra_metrics(
+    rows: Sequence[Mapping], threshold: float, patients: Mapping[str, bool]
+) -> dict[str, float]:
+    """Vertebra- and patient-level figures of one method's vertebra rows.
+
+    Args:
+        rows: the method's rows of the vertebra table; those with a ``ground_truth`` count
+            for the vertebra figures.
+        threshold: the vertebra threshold (chosen on validation cases).
+        patients: labelled scan -> whether its fracture mask holds any fracture; a scan scores
+            its highest vertebra (0 without vertebrae).
+
+    Returns ``vertebra_auc`` (ROC AUC over vertebrae), ``vertebra_sensitivity`` and
+    ``vertebra_specificity`` at ``threshold``, ``patient_auc`` (ROC AUC over scans), and the
+    counts behind them; NaN where a class is missing.
+    """
+    labelled = [r for r in rows if r["ground_truth"] is not None]
+    score = np.array([r["fracture_probability"] for r in labelled], np.float64)
+    truth = np.array([bool(r["ground_truth"]) for r in labelled], dtype=bool)
+    best: dict[str, float] = {}
+    for r in rows:
+        best[r["case"]] = max(best.get(r["case"], 0.0), float(r["fracture_probability"]))
+    case_score = np.array([best.get(case, 0.0) for case in patients], np.float64)
+    case_truth = np.array(list(patients.values()), dtype=bool)
+    nan = float("nan")
+    return {
+        "vertebra_auc": _auc(truth, score),
+        "vertebra_sensitivity": float((score[truth] >= threshold).mean()) if truth.any() else nan,
+        "vertebra_specificity": (
+            float((score[~truth] < threshold).mean()) if (~truth).any() else nan
+        ),
+        "patient_auc": _auc(case_truth, case_score),
+        "vertebrae": int(len(truth)),
+        "fractured_vertebrae": int(truth.sum()),
+        "patients": int(len(case_truth)),
+        "vertebra_threshold": float(threshold),
+    }
+
+
+def _auc(truth: np.ndarray, score: np.ndarray) -> float:
+    if truth.all() or not truth.any():
+        return float("nan")
+    return float(roc_auc_score(truth, score))
+
+
+def case_summary(
+    cases: Sequence[str],
+    lesions: Sequence[Mapping],
+    vertebrae: Sequence[Mapping],
+    methods: Sequence[str],
+) -> list[dict]:
+    """One line per case answering "what was found": for each method the vertebrae it calls
+    fractured (score, Genant grade) and its strongest lesion, beside the ground truth.
+
+    Args:
+        cases: case ids, in the order to show.
+        lesions: rows of ``findings.csv`` (``lesion_findings`` plus ``case``, ``method``).
+        vertebrae: rows of ``vertebrae.csv``.
+        methods: the methods to show, e.g. the proposed one and the thesis baseline.
+    """
+    rows = []
+    for case in cases:
+        truth = sorted(
+            {v["vertebra"] for v in vertebrae if v["case"] == case and v["ground_truth"]},
+            key=level_rank,
+        )
+        row = {"case": case, "ground truth": ", ".join(truth) or "-"}
+        for method in methods:
+            called = [
+                f"{v['vertebra']} ({float(v['fracture_probability']):.2g}"
+                + ("" if v["grade"] is None else f", grade {int(v['grade'])}")
+                + ")"
+                for v in vertebrae
+                if v["case"] == case and v["method"] == method and v["fractured"]
+            ]
+            found = [les for les in lesions if les["case"] == case and les["method"] == method]
+            strongest = max(found, key=lambda les: les["max_probability"], default=None)
+            row[f"{method}: vertebrae"] = ", ".join(called) or "-"
+            row[f"{method}: lesions"] = (
+                f"{len(found)}; strongest {strongest['volume_mm3']:.0f} mm³"
+                + (f" at {strongest['vertebra']}" if strongest["vertebra"] else "")
+                + f" (max {strongest['max_probability']:.2g})"
+                if strongest
+                else "none"
+            )
+        rows.append(row)
+    return rows

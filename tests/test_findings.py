@@ -1,0 +1,119 @@
+"""Lesion and vertebra findings, the validation operating point, vertebra/patient metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vertebral_fracture.findings import (
+    case_summary,
+    lesion_findings,
+    vertebra_findings,
+    vertebra_metrics,
+    youden_threshold,
+)
+from vertebral_fracture.vertebrae import TOTALSEGMENTATOR_IDS
+
+
+def _spine() -> tuple[np.ndarray, np.ndarray]:
+    """Three box vertebrae (L1-L3, 2 mm voxels) stacked along z and their affine."""
+    labels = np.zeros((20, 20, 60), np.int16)
+    for k, level in enumerate(("L3", "L2", "L1")):
+        labels[4:16, 4:16, 4 + 18 * k : 16 + 18 * k] = TOTALSEGMENTATOR_IDS[level]
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-20.0, 10.0, 100.0]
+    return labels, affine
+
+
+def test_lesions_are_components_in_world_coordinates_with_their_level():
+    labels, affine = _spine()
+    scores = np.zeros(labels.shape, np.float32)
+    scores[8:10, 8:10, 40:42] = 0.9  # inside L1 (z 40-51)
+    scores[0:2, 0:2, 20:21] = 0.5  # off the spine
+    rows = lesion_findings(
+        scores, affine, 0.4, vertebra_labels=labels, convention="totalsegmentator"
+    )
+    assert [r["lesion"] for r in rows] == [1, 2]
+    first, second = rows
+    assert first["vertebra"] == "L1" and second["vertebra"] == ""
+    assert first["max_probability"] == pytest.approx(0.9)
+    assert first["volume_mm3"] == pytest.approx(8 * 8.0)
+    # voxel (8.5, 8.5, 40.5) -> world
+    assert (first["x_mm"], first["y_mm"], first["z_mm"]) == (-3.0, 27.0, 181.0)
+    assert (first["box_x0_mm"], first["box_x1_mm"]) == (-4.0, -2.0)
+    assert lesion_findings(scores, affine, 0.95) == []
+
+
+def test_vertebra_findings_score_call_and_truth_per_method():
+    labels, affine = _spine()
+    fused = np.zeros(labels.shape, np.float32)
+    fused[6:14, 6:14, 40:46] = 0.8  # L1
+    mask = fused > 0
+    rows = vertebra_findings(
+        {"proposed": fused, "other": np.zeros_like(fused)},
+        labels,
+        affine,
+        "totalsegmentator",
+        {"proposed": 0.5, "other": 0.5},
+        fracture_mask=mask,
+    )
+    assert [(r["method"], r["vertebra"]) for r in rows] == [
+        (m, level) for m in ("proposed", "other") for level in ("L1", "L2", "L3")
+    ]
+    proposed = {r["vertebra"]: r for r in rows if r["method"] == "proposed"}
+    assert proposed["L1"]["fractured"] == 1 and proposed["L1"]["ground_truth"] == 1
+    assert proposed["L2"]["fractured"] == 0 and proposed["L2"]["ground_truth"] == 0
+    assert proposed["L1"]["fracture_probability"] == pytest.approx(0.8)
+    assert all(r["fractured"] == 0 for r in rows if r["method"] == "other")
+    unlabelled = vertebra_findings(
+        {"proposed": fused}, labels, affine, "totalsegmentator", {"proposed": 0.5}
+    )
+    assert all(r["ground_truth"] is None for r in unlabelled)
+
+
+def test_youden_threshold_separates_the_validation_vertebrae():
+    assert youden_threshold([0.1, 0.2, 0.7, 0.9], [False, False, True, True], 0.5) == 0.7
+    assert youden_threshold([0.1, 0.2], [False, False], 0.33) == 0.33  # one class
+
+
+def test_vertebra_and_patient_metrics():
+    rows = [
+        {"case": "a", "fracture_probability": 0.9, "ground_truth": 1},
+        {"case": "a", "fracture_probability": 0.2, "ground_truth": 0},
+        {"case": "b", "fracture_probability": 0.6, "ground_truth": 0},
+        {"case": "b", "fracture_probability": 0.1, "ground_truth": 0},
+        {"case": "c", "fracture_probability": 0.3, "ground_truth": 1},
+        {"case": "c", "fracture_probability": 0.05, "ground_truth": None},  # unlabelled
+    ]
+    patients = {"a": True, "b": False, "c": True, "d": True}  # d: fracture off every vertebra
+    m = vertebra_metrics(rows, threshold=0.5, patients=patients)
+    # pairs ranked right: 0.9 above all three negatives, 0.3 above 0.2 and 0.1
+    assert m["vertebra_auc"] == pytest.approx(5 / 6)
+    assert m["vertebra_sensitivity"] == 0.5 and m["vertebra_specificity"] == pytest.approx(2 / 3)
+    # scans: a (0.9, fractured), b (0.6, not), c (0.3, fractured), d (0, fractured)
+    assert m["patient_auc"] == pytest.approx(1 / 3)
+    assert (m["vertebrae"], m["fractured_vertebrae"], m["patients"]) == (5, 2, 4)
+    assert math.isnan(vertebra_metrics(rows[2:4], 0.5, {"b": False})["vertebra_auc"])
+
+
+def test_case_summary_answers_what_was_found():
+    lesions = [
+        {"case": "a", "method": "p", "volume_mm3": 420.0, "vertebra": "L1", "max_probability": 0.9},
+        {"case": "a", "method": "p", "volume_mm3": 8.0, "vertebra": "", "max_probability": 0.4},
+    ]
+    vertebrae = [
+        {"case": "a", "method": "p", "vertebra": "L1", "fracture_probability": 0.9,
+         "fractured": 1, "grade": 2, "ground_truth": 1},
+        {"case": "a", "method": "p", "vertebra": "L2", "fracture_probability": 0.1,
+         "fractured": 0, "grade": 0, "ground_truth": 0},
+    ]  # fmt: skip
+    (a, b) = case_summary(["a", "b"], lesions, vertebrae, ["p"])
+    assert a == {
+        "case": "a",
+        "ground truth": "L1",
+        "p: vertebrae": "L1 (0.9, grade 2)",
+        "p: lesions": "2; strongest 420 mm³ at L1 (max 0.9)",
+    }
+    assert b["p: lesions"] == "none" and b["ground truth"] == "-"
