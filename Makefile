@@ -40,7 +40,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
-# Not part of `make test` or CI: ~70 min on 2 CPU cores; writes benchmarks/results.json and
+# Not part of `make test` or CI: ~90 min on 2 CPU cores; writes benchmarks/results.json and
 # docs/benchmarks.md from the pipelines' outputs over three training seeds.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run_benchmark.py
