@@ -476,13 +476,22 @@ def environment() -> dict:
 
 
 def run(smoke: bool, results_path: Path, docs_path: Path) -> dict:
-    """The whole benchmark; returns the results (also written to the two paths)."""
+    """The whole benchmark; returns the results (also written to the two paths). A smoke run
+    works in a temporary project copy, removed afterwards (its data take a few GB)."""
+    if not smoke:
+        return _run(ROOT, smoke, results_path, docs_path)
+    folder = Path(tempfile.mkdtemp(prefix="bench_smoke_"))
+    try:
+        return _run(prepare_smoke_project(folder), smoke, results_path, docs_path)
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(project: Path, smoke: bool, results_path: Path, docs_path: Path) -> dict:
     timer = StageTimer()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    project = (
-        prepare_smoke_project(Path(tempfile.mkdtemp(prefix="bench_smoke_"))) if smoke else ROOT
-    )
     os.chdir(project)  # catalog paths are relative to the project root
     commit = source_commit()
     with timer("kedro run --pipelines data_processing"):
@@ -550,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(args.report_only.read_text())
         (args.docs or ROOT / "docs" / "benchmarks.md").write_text(markdown(results))
         return 0
-    out = Path(tempfile.mkdtemp(prefix="bench_smoke_out_")) if args.smoke else None
+    given = args.results and args.docs
+    out = Path(tempfile.mkdtemp(prefix="bench_smoke_out_")) if args.smoke and not given else None
     results_path = (args.results or (out or ROOT / "benchmarks") / "results.json").resolve()
     docs_path = (
         args.docs or (out / "benchmarks.md" if out else ROOT / "docs/benchmarks.md")

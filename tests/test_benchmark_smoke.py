@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
     results_path, docs_path = tmp_path / "results.json", tmp_path / "benchmarks.md"
+    before = set(Path(tempfile.gettempdir()).glob("bench_smoke_*"))
     subprocess.run(
         [
             sys.executable,
@@ -30,6 +32,8 @@ def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
         check=True,
         cwd=ROOT,
     )
+    # the temporary project copy (a few GB of data) is gone
+    assert set(Path(tempfile.gettempdir()).glob("bench_smoke_*")) == before
     results = json.loads(results_path.read_text())
     assert len(results["commit"]) == 40 and isinstance(results["dirty"], bool)
     assert results["seeds"] == [1, 2]
