@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from vertebral_fracture.metrics import LESION_CONNECTIVITY
 from vertebral_fracture.vertebrae import (
     fractured_vertebrae,
+    grown_box,
     level_names,
     level_rank,
     measure_vertebrae,
@@ -146,7 +147,7 @@ def _lesion_level(
     """The level holding most of a lesion's voxels (grown by one); "" off every vertebra."""
     if labels is None:
         return ""
-    grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+    grown = grown_box(box)
     inside = ndimage.binary_dilation(components[grown] == component)
     hits = labels[grown][inside]
     hits = hits[hits > 0].astype(np.int64)

@@ -383,20 +383,29 @@ def measure_vertebrae(labels: np.ndarray, affine: np.ndarray, convention: str) -
     return sorted(rows, key=lambda r: (level_rank(r["vertebra"]), -r["z_mm"]))
 
 
-def vertebra_scores(labels: np.ndarray, scores: np.ndarray, voxel_mm3: float) -> dict[int, float]:
-    """Label id -> fracture score (``vertebra_score``) of the fused scores inside it.
+def grown_box(box: tuple[slice, ...]) -> tuple[slice, ...]:
+    """A bounding box grown by one voxel on every side (slicing clips the far end)."""
+    return tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
 
-    The vertebra is grown by one voxel first: fracture masks reach one voxel around the
-    bone (gaps and the cortex's partial volume).
-    """
-    if labels.shape != scores.shape:
-        raise ValueError(f"label map shape {labels.shape} != score volume shape {scores.shape}")
-    result = {}
+
+def _inside_vertebrae(labels: np.ndarray, volume: np.ndarray, name: str):
+    """(label id, the voxels of ``volume`` inside that vertebra grown by one voxel) per
+    vertebra: fracture masks reach one voxel around the bone (gaps, the cortex's partial
+    volume)."""
+    if labels.shape != volume.shape:
+        raise ValueError(f"label map shape {labels.shape} != {name} shape {volume.shape}")
     for label, box in vertebra_boxes(labels).items():
-        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        inside = ndimage.binary_dilation(labels[grown] == label)
-        result[label] = vertebra_score(scores[grown][inside], voxel_mm3)
-    return result
+        grown = grown_box(box)
+        yield label, volume[grown][ndimage.binary_dilation(labels[grown] == label)]
+
+
+def vertebra_scores(labels: np.ndarray, scores: np.ndarray, voxel_mm3: float) -> dict[int, float]:
+    """Label id -> fracture score (``vertebra_score``) of the fused scores inside it, the
+    vertebra grown by one voxel (``_inside_vertebrae``)."""
+    return {
+        label: vertebra_score(inside, voxel_mm3)
+        for label, inside in _inside_vertebrae(labels, scores, "score volume")
+    }
 
 
 def fractured_vertebrae(
@@ -404,14 +413,7 @@ def fractured_vertebrae(
 ) -> dict[int, bool]:
     """Label id -> whether the ground-truth fracture mask covers at least
     ``FRACTURED_MIN_MM3`` of that vertebra (grown by one voxel, as ``vertebra_scores``)."""
-    if labels.shape != fracture_mask.shape:
-        raise ValueError(
-            f"label map shape {labels.shape} != fracture mask shape {fracture_mask.shape}"
-        )
-    result = {}
-    for label, box in vertebra_boxes(labels).items():
-        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        inside = ndimage.binary_dilation(labels[grown] == label)
-        voxels = np.count_nonzero(fracture_mask[grown][inside])
-        result[label] = bool(voxels * voxel_mm3 >= FRACTURED_MIN_MM3)
-    return result
+    return {
+        label: bool(np.count_nonzero(inside) * voxel_mm3 >= FRACTURED_MIN_MM3)
+        for label, inside in _inside_vertebrae(labels, fracture_mask, "fracture mask")
+    }
