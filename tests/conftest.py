@@ -10,6 +10,25 @@ import pytest
 
 REAL_CT = Path(__file__).parent / "data" / "real_ct" / "lumbar_ct.nii.gz"
 REAL_CT_VERTEBRAE = REAL_CT.with_name("lumbar_ct_vertebrae.nii.gz")
+REAL_SERIES = REAL_CT.with_name("lumbar_ct_dicom")
+PATIENT_NAME = "Doe^Jane"  # written into series copies: must never reach a log or report
+
+
+def write_series_as_archived(folder: Path) -> Path:
+    """A copy of the real DICOM series as a PACS holds it: the test data's blanked study and
+    series UIDs filled in, and a patient name. The original files stay untouched."""
+    import pydicom  # only the DICOM tests need it
+
+    folder.mkdir(parents=True)
+    study, series = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    for path in sorted(REAL_SERIES.iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.PatientName = PATIENT_NAME
+        ds.save_as(folder / path.name)
+    return folder
 
 
 def centre_spine(shape: tuple[int, ...]) -> np.ndarray:

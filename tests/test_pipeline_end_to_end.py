@@ -9,13 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 import torch
 
-from tests.conftest import REAL_CT, REAL_CT_VERTEBRAE
+from tests.conftest import PATIENT_NAME, REAL_CT, REAL_CT_VERTEBRAE, write_series_as_archived
 from tests.kedro_project import ROOT, VARIANTS, make_tiny_project, run_pipeline
 from vertebral_fracture.findings import LESION_COLUMNS, VERTEBRA_COLUMNS
 from vertebral_fracture.pipelines.views import VIEWS
@@ -196,12 +198,13 @@ def test_notebook_loads_catalog_entries(project):
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the overlay figure
 
 
-def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_path):
+def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_path, capfd, caplog):
     scans, out = tmp_path / "scans", tmp_path / "evaluation"
     scans.mkdir()
     case = "lumbar<img src=x onerror=alert(1)>"  # a file name must not inject HTML into the report
     shutil.copy(REAL_CT, scans / f"{case}_ct.nii.gz")
     shutil.copy(REAL_CT_VERTEBRAE, scans / f"{case}_ct_vertebrae.nii.gz")
+    series = write_series_as_archived(scans / "patient7" / "series_case")  # a DICOM case
     own = [
         project / "data/02_intermediate/case_index.json",
         project / "data/08_reporting/metrics.json",
@@ -219,13 +222,47 @@ def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_pa
     assert fused.shape == scan.shape
     metrics = json.loads((out / "08_reporting/metrics.json").read_text())
     assert metrics["dataset"]["cases"] == 0  # no mask: pictures, no metrics
-    levels = pd.read_csv(out / "08_reporting/vertebrae.csv").query("method == 'multitask_product'")
+    levels = pd.read_csv(out / "08_reporting/vertebrae.csv").query(
+        "method == 'multitask_product' and case == @case"
+    )
     # the levels of its label map, from the skull down (TotalSegmentator ids)
     assert list(levels["vertebra"]) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert levels["ground_truth"].isna().all()  # no fracture mask: verdicts, no truth
     report = (out / "08_reporting/report.html").read_text()
     assert "lumbar&lt;img src=x onerror=alert(1)&gt;" in report
     assert "<img src=x" not in report
+
+    # the DICOM series folder was a case of its own; its label map goes out as a DICOM SEG
+    (record,) = [
+        r
+        for r in json.loads((out / "02_intermediate/case_index.json").read_text())
+        if r["case_id"] == "series_case"
+    ]
+    assert record["ct"] == "patient7/series_case/"
+    labels = nib.load(out / "07_model_output/label_maps/multitask_product/series_case.nii.gz")
+    seg = hd.seg.segread(out / "07_model_output/dicom_seg/multitask_product/series_case.dcm")
+    source = sorted(
+        (pydicom.dcmread(p) for p in series.iterdir()),
+        key=lambda d: float(d.ImagePositionPatient[2]),
+    )
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source[0].SeriesInstanceUID
+    pixels = seg.get_pixels_by_source_instance(
+        [d.SOPInstanceUID for d in source], segment_numbers=[1]
+    )
+    np.testing.assert_array_equal(np.moveaxis(pixels[..., 0], 0, -1), np.asanyarray(labels.dataobj))
+    document = json.loads(
+        (out / "08_reporting/dicom_findings/multitask_product/series_case.json").read_text()
+    )
+    assert document["segmentation"]["sop_instance_uid"] == seg.SOPInstanceUID
+    # nothing from the headers but geometry and UIDs reaches logs, tables or the report
+    written = [
+        p.read_text()
+        for p in (out / "08_reporting").rglob("*")
+        if p.suffix in {".json", ".csv", ".html", ".md"}
+    ]
+    captured = capfd.readouterr()
+    for text in [*written, captured.out, captured.err, caplog.text]:
+        assert PATIENT_NAME.split("^")[0] not in text
 
 
 def test_kedro_viz_build_lists_the_pipelines_offline(project):

@@ -1,14 +1,17 @@
 """Finding cases in a folder of scans, validating them, and splitting them.
 
-A case is ``<case>_ct.nii.gz`` (or ``.nii``) in Hounsfield units with an optional
-``<case>_fracture.nii.gz`` binary mask and an optional ``<case>_vertebrae.nii.gz`` vertebra
-label map (``vertebrae.LABEL_CONVENTIONS``), both on the same voxel grid. TotalSegmentator's
-habit of naming the map after the scan file, ``<case>_ct_vertebrae.nii.gz``, works too.
+A case is ``<case>_ct.nii.gz`` (or ``.nii``) in Hounsfield units, or a folder ``<case>/``
+(or ``<case>_ct/``) holding one DICOM CT series, with an optional ``<case>_fracture.nii.gz``
+binary mask and an optional ``<case>_vertebrae.nii.gz`` vertebra label map
+(``vertebrae.LABEL_CONVENTIONS``), both on the scan's voxel grid (for a series: rows,
+columns, slices ordered along the slice normal). TotalSegmentator's habit of naming the map
+after the scan file, ``<case>_ct_vertebrae.nii.gz``, works too.
 """
 
 from __future__ import annotations
 
 import logging
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -20,6 +23,7 @@ from vertebral_fracture.vertebrae import level_names, unknown_labels
 
 logger = logging.getLogger(__name__)
 
+DICOM_SERIES_SUFFIX = "/"  # a partition id naming a DICOM series folder ends like a folder
 _SCAN_NAME = re.compile(r"^(?P<case>.+)_(?P<kind>ct|fracture|vertebrae)\.nii(\.gz)?$")
 # A CT in Hounsfield units of a spine holds bone (>= 150 HU) and fat or air (<= -50 HU).
 _HU_BONE_MIN, _HU_LOW_MAX = 150.0, -50.0
@@ -53,7 +57,11 @@ def find_cases(partition_ids: list[str], folder: str) -> list[CaseFiles]:
     found_by_kind: dict[str, dict[str, str]] = {"ct": {}, "fracture": {}, "vertebrae": {}}
     cts, masks, vertebrae = found_by_kind.values()
     for pid in sorted(partition_ids):
-        match = _SCAN_NAME.match(pid.rsplit("/", 1)[-1])
+        if is_dicom_series(pid):
+            folder_name = posixpath.basename(posixpath.normpath(posixpath.join(folder, pid)))
+            match = {"kind": "ct", "case": folder_name.removesuffix("_ct")}
+        else:
+            match = _SCAN_NAME.match(pid.rsplit("/", 1)[-1])
         if match is None:
             if pid.endswith((".nii", ".nii.gz")):
                 logger.warning(
@@ -73,8 +81,8 @@ def find_cases(partition_ids: list[str], folder: str) -> list[CaseFiles]:
         found[case_id] = pid
     if not cts:
         raise ScanError(
-            f"No CT scans found in {folder}: expected files named <case>_ct.nii.gz "
-            "(optionally with <case>_fracture.nii.gz masks)."
+            f"No CT scans found in {folder}: expected files named <case>_ct.nii.gz or "
+            "folders of DICOM series (optionally with <case>_fracture.nii.gz masks)."
         )
     for case_id in [c for c in vertebrae if c not in cts and c.removesuffix("_ct") in cts]:
         if case_id.removesuffix("_ct") not in vertebrae:  # <case>_ct_vertebrae: the scan's name
@@ -90,6 +98,11 @@ def find_cases(partition_ids: list[str], folder: str) -> list[CaseFiles]:
         CaseFiles(case_id, cts[case_id], masks.get(case_id), vertebrae.get(case_id))
         for case_id in sorted(cts)
     ]
+
+
+def is_dicom_series(partition_id: str) -> bool:
+    """Whether a scan folder's partition id names a DICOM series folder (not a file)."""
+    return partition_id.endswith(DICOM_SERIES_SUFFIX)
 
 
 def validate_case(

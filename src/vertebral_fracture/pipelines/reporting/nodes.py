@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pydicom
+from highdicom import UID
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
+from vertebral_fracture.cases import ScanError, is_dicom_series
+from vertebral_fracture.dicom import (
+    REFERENCE_UIDS,
+    fracture_segmentation,
+    missing_reference_uids,
+    read_series_headers,
+    series_affine,
+)
 from vertebral_fracture.evaluation import FROC_RATES, histograms_to_arrays, score_methods
 from vertebral_fracture.findings import (
     LESION_COLUMNS,
@@ -36,6 +48,8 @@ from vertebral_fracture.reporting import (
 )
 from vertebral_fracture.slicing import SliceStack
 from vertebral_fracture.training import load_model_from_checkpoint
+
+logger = logging.getLogger(__name__)
 
 LazyImages = dict[str, Callable[[], nib.Nifti1Image]]
 
@@ -180,6 +194,80 @@ def tabulate_findings(
     lesion_table = pd.DataFrame(lesions, columns=list(LESION_COLUMNS))
     vertebra_table = pd.DataFrame(vertebrae, columns=list(VERTEBRA_COLUMNS))
     return lesion_table, vertebra_table, {"lesions": lesions, "vertebrae": vertebrae}
+
+
+def dicom_segmentations(
+    fracture_label_maps: LazyImages, findings: dict, case_index: list[dict], raw_dir: str
+) -> tuple[dict[str, Callable[[], pydicom.Dataset]], dict[str, dict]]:
+    """For the test cases read from a DICOM series folder: each method's fracture label map as
+    a DICOM SEG that references the series (``dicom.fracture_segmentation``), and the
+    method's findings for the case as JSON with the UIDs that join SEG and series.
+
+    Both are keyed ``<method>/<case>``; a series without the UIDs a SEG must reference gets a
+    warning and no SEG (its NIfTI label map stays).
+    """
+    series = {
+        r["case_id"]: r for r in case_index if r["split"] == "test" and is_dicom_series(r["ct"])
+    }
+    headers = {
+        case_id: read_series_headers(Path(raw_dir, r["ct"])) for case_id, r in series.items()
+    }
+    for case_id, slices in list(headers.items()):
+        missing = missing_reference_uids(slices)
+        if missing:
+            logger.warning(
+                "%s: the series has no %s; no DICOM SEG written for it.",
+                Path(raw_dir, series[case_id]["ct"]),
+                ", ".join(missing),
+            )
+            del headers[case_id]
+    segmentations: dict[str, Callable[[], pydicom.Dataset]] = {}
+    documents: dict[str, dict] = {}
+    for key, load in sorted(fracture_label_maps.items()):
+        method, case_id = key.split("/", 1)
+        if case_id not in headers:
+            continue
+        uids = {"series_instance_uid": str(UID()), "sop_instance_uid": str(UID())}
+        segmentations[key] = functools.partial(
+            _segmentation, load, headers[case_id], method=method, case_id=case_id, **uids
+        )
+        documents[key] = {
+            "case": case_id,
+            "method": method,
+            "source_series": {tag: str(headers[case_id][0].get(tag)) for tag in REFERENCE_UIDS},
+            "segmentation": {**uids, "file": f"{key}.dcm"},
+            "lesions": [
+                r for r in findings["lesions"] if (r["case"], r["method"]) == (case_id, method)
+            ],
+            "vertebrae": [
+                r for r in findings["vertebrae"] if (r["case"], r["method"]) == (case_id, method)
+            ],
+        }
+    return segmentations, documents
+
+
+def _segmentation(
+    load: Callable[[], nib.Nifti1Image],
+    slices: list[pydicom.Dataset],
+    *,
+    method: str,
+    case_id: str,
+    series_instance_uid: str,
+    sop_instance_uid: str,
+) -> pydicom.Dataset:
+    labels = load()
+    if not np.allclose(labels.affine, series_affine(slices), atol=1e-3):
+        raise ScanError(
+            f"{case_id}: the {method} label map is not on its DICOM series' grid; rerun the "
+            "pipelines on the series as it is now."
+        )
+    return fracture_segmentation(
+        np.asanyarray(labels.dataobj),
+        slices,
+        algorithm=method,
+        series_instance_uid=series_instance_uid,
+        sop_instance_uid=sop_instance_uid,
+    )
 
 
 def comparison_table(methods: dict[str, dict]) -> str:

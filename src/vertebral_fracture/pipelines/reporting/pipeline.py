@@ -1,10 +1,12 @@
-"""reporting: metrics.json, tables, curves, 3D pictures and report.html in data/08_reporting."""
+"""reporting: metrics.json, tables, curves, 3D pictures and report.html in data/08_reporting;
+DICOM SEG for cases read from a DICOM series."""
 
 from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
 from vertebral_fracture.pipelines.reporting.nodes import (
+    dicom_segmentations,
     draw_attention,
     draw_cases,
     evaluate_methods,
@@ -30,6 +32,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs=["findings_table", "vertebra_table", "findings"],
                 name="tabulate_findings",
+            ),
+            Node(
+                dicom_segmentations,
+                inputs=["fracture_label_maps", "findings", "case_index", "params:raw_dir"],
+                outputs=["dicom_segmentations", "dicom_findings"],
+                name="dicom_segmentations",
             ),
             Node(
                 evaluate_methods,
