@@ -34,6 +34,9 @@ FRONT_BAND_MM = 8.0
 #: How far (mm) in front of the tracked centre (which the posterior elements pull back to the
 #: canal) the body's anterior wall may lie: a large lumbar body and canal.
 FRONT_REACH_MM = 70.0
+#: The front is where this percentile of each half band (left, right of the midline) is still
+#: bone: most of the band's width, as the body's front wall is, not a vessel or plaque beside it.
+FRONT_PERCENTILE = 80.0
 #: A voxel this dense is bone (thin cortex at partial volume stays above it; muscle, blood and
 #: noise stay below, except contrast-filled vessels).
 FRONT_HU = 180.0
@@ -114,8 +117,9 @@ def _front_referenced(
     hu: np.ndarray, track: np.ndarray, spacing: np.ndarray, factors: np.ndarray
 ) -> np.ndarray:
     """(Z, 2) full-resolution centres, moved along y onto the vertebral body:
-    ``BODY_CENTRE_MM`` behind the column's anterior edge, the front-most voxel above
-    ``FRONT_HU`` near the midline within ``FRONT_REACH_MM`` in front of the tracked centre.
+    ``BODY_CENTRE_MM`` behind the column's anterior edge: the front-most row within
+    ``FRONT_REACH_MM`` in front of the tracked centre where both halves of the midline band
+    are bone (``FRONT_PERCENTILE`` of their voxels above ``FRONT_HU``).
 
     The body's anterior wall is cortex in every patient, while its marrow may be as dark as
     muscle (osteoporosis) and the posterior elements outweigh the body: a centroid is pulled
@@ -128,10 +132,17 @@ def _front_referenced(
     centres = np.empty((hu.shape[2], 2))
     for z in range(hu.shape[2]):
         cx, cy = full[min(z // factors[2], len(full) - 1)]
-        rows = (x >= cx - band) & (x <= cx + band)
         ahead = (y >= cy) & (y <= cy + FRONT_REACH_MM / spacing[1])
-        bright = np.nonzero(ahead & (hu[rows, :, z].max(axis=0) >= FRONT_HU))[0]
-        front = bright.max() if bright.size else cy + BODY_CENTRE_MM / spacing[1]
+        fronts = []
+        for rows in ((x >= cx - band) & (x <= cx), (x >= cx) & (x <= cx + band)):
+            if not rows.any():
+                continue
+            wide = np.percentile(hu[rows, :, z], FRONT_PERCENTILE, axis=0) >= FRONT_HU
+            bright = np.nonzero(ahead & wide)[0]
+            fronts.append(bright.max() if bright.size else cy + BODY_CENTRE_MM / spacing[1])
+        # the body's front wall spans both halves of the band; a contrast-filled aorta or a
+        # calcified plaque in front of it does not: the nearer of the two fronts is the body's
+        front = min(fronts) if fronts else cy + BODY_CENTRE_MM / spacing[1]
         centres[z] = cx, front - BODY_CENTRE_MM / spacing[1]
     return centres
 

@@ -31,11 +31,14 @@ LEVELS: tuple[str, ...] = (
     "S1",
 )
 
+#: Convention of the bodies found in a scan given without a label map: each label is a body.
+FOUND_BODIES = "numbered"
+
 LABEL_CONVENTIONS: dict[str, dict[int, str]] = {
     "totalsegmentator": {50 - i: name for i, name in enumerate(LEVELS[:24])} | {26: "S1"},
     "verse": {i + 1: name for i, name in enumerate(LEVELS[:24])} | {25: "L6", 26: "S1", 28: "T13"},
     # bodies found in the CT without a label map (``spine.find_vertebral_bodies``), from the top
-    "numbered": {k: f"V{k}" for k in range(1, 61)},
+    FOUND_BODIES: {k: f"V{k}" for k in range(1, 61)},
 }
 #: Level name -> TotalSegmentator id (the phantoms' vertebra label maps).
 TOTALSEGMENTATOR_IDS: dict[str, int] = {
@@ -340,7 +343,8 @@ def measure_vertebrae(labels: np.ndarray, affine: np.ndarray, convention: str) -
         above = centres[by_height[max(i - 1, 0)]]
         below = centres[by_height[min(i + 1, len(by_height) - 1)]]
         axis = above - below if len(by_height) > 1 else None
-        body = vertebral_body(labels[box] == label, local, axis)
+        vertebra = labels[box] == label
+        body = vertebra if convention == FOUND_BODIES else vertebral_body(vertebra, local, axis)
         # complete: the vertebra's top and bottom, and its body all round, are in view
         start = np.array([s.start for s in box])
         voxels = np.argwhere(body)

@@ -28,12 +28,12 @@ from vertebral_fracture.preprocessing import resample, to_canonical, window
 from vertebral_fracture.progress import Progress
 from vertebral_fracture.slicing import SliceStack, extract_slices
 from vertebral_fracture.spine import body_label_map, find_vertebral_bodies, locate_spine
+from vertebral_fracture.vertebrae import FOUND_BODIES
 
 logger = logging.getLogger(__name__)
 
 LazyImages = dict[str, Callable[[], nib.Nifti1Image]]
 PHANTOM_VERTEBRA_LABELS = "totalsegmentator"  # the generator's vertebra ids
-FOUND_VERTEBRA_LABELS = "numbered"  # bodies found in a scan given without a vertebra map
 
 
 def generate_phantoms(
@@ -97,7 +97,7 @@ def _validated_records(
             binarize_masks=params.binarize_masks,
         )
         convention = (
-            FOUND_VERTEBRA_LABELS
+            FOUND_BODIES
             if not case.vertebrae
             else PHANTOM_VERTEBRA_LABELS
             if case.case_id in synthetic
