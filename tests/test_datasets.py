@@ -145,3 +145,92 @@ def test_report_file_datasets_round_trip(tmp_path):
     figures.save({"one": Figure()})  # a smaller set leaves no stale picture
     assert set(figures.load()) == {"one"} and figures.load()["one"].startswith(b"\x89PNG")
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left
+
+
+@pytest.fixture
+def memory_store():
+    """fsspec's in-memory file system, emptied after the test."""
+    import fsspec
+
+    store = fsspec.filesystem("memory")
+    yield store
+    store.store.clear()
+    store.pseudo_dirs.clear()
+    store.pseudo_dirs.append("")
+
+
+def test_catalog_entries_round_trip_through_fsspec_urls(memory_store, tmp_path, spine_like_ct):
+    from kedro.io import DataCatalog
+
+    ct, _ = spine_like_ct
+    catalog = DataCatalog.from_config(
+        {
+            "scan": {
+                "type": "vertebral_fracture.datasets.NiftiDataset",
+                "filepath": "memory://bucket/scans/a_ct.nii.gz",
+            },
+            "checkpoint": {
+                "type": "vertebral_fracture.datasets.TorchCheckpointDataset",
+                "filepath": "memory://bucket/models/best.pt",
+            },
+            "metrics": {
+                "type": "vertebral_fracture.datasets.JsonDataset",
+                "filepath": f"file://{tmp_path}/metrics.json",
+            },
+            "probabilities": {  # a partitioned folder in a bucket
+                "type": "partitions.PartitionedDataset",
+                "path": "memory://bucket/probabilities",
+                "dataset": "vertebral_fracture.datasets.NiftiDataset",
+                "filename_suffix": ".nii.gz",
+            },
+        }
+    )
+    catalog.save("scan", ct)
+    loaded = catalog.load("scan")
+    np.testing.assert_array_equal(np.asanyarray(loaded.dataobj), np.asanyarray(ct.dataobj))
+    np.testing.assert_array_equal(loaded.affine, ct.affine)
+    assert memory_store.exists("memory://bucket/scans/a_ct.nii.gz")
+
+    import torch
+
+    catalog.save("checkpoint", {"weights": torch.arange(3.0), "epoch": 2})
+    assert catalog.load("checkpoint")["epoch"] == 2
+
+    catalog.save("metrics", {"pr_auc": float("nan")})
+    assert catalog.load("metrics") == {"pr_auc": None}
+    assert (tmp_path / "metrics.json").is_file()
+
+    catalog.save("probabilities", {"case01": ct, "case02": ct})
+    partitions = catalog.load("probabilities")
+    assert sorted(partitions) == ["case01", "case02"]
+    assert partitions["case02"]().shape == ct.shape
+
+
+@pytest.mark.parametrize(
+    ("dataset", "value"),
+    [
+        (JsonDataset, {"a": [1, 2]}),
+        (TextDataset, "<html>report</html>"),
+        (CsvDataset, pd.DataFrame({"case": ["a"], "pr_auc": [0.5]})),
+    ],
+)
+def test_file_datasets_round_trip_in_a_bucket(memory_store, dataset, value):
+    store = dataset(filepath="memory://bucket/out/file.x")
+    store.save(value)
+    loaded = store.load()
+    if isinstance(value, pd.DataFrame):
+        pd.testing.assert_frame_equal(loaded, value)
+    else:
+        assert loaded == value
+
+
+def test_missing_remote_file_is_named(memory_store):
+    with pytest.raises(DatasetError, match=r"memory://.*bucket/none.nii.gz: no such file"):
+        NiftiDataset(filepath="memory://bucket/none.nii.gz").load()
+
+
+def test_folder_datasets_refuse_remote_urls(memory_store):
+    from vertebral_fracture.datasets import ScanFolderDataset
+
+    with pytest.raises(DatasetError, match="local folders only"):
+        ScanFolderDataset(filepath="memory://bucket/scans").load()

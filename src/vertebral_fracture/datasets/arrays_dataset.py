@@ -7,11 +7,10 @@ import zipfile
 import numpy as np
 from kedro.io.core import DatasetError
 
-from vertebral_fracture.datasets._atomic import atomic_path
-from vertebral_fracture.datasets._base import LocalFileDataset
+from vertebral_fracture.datasets._base import FileDataset
 
 
-class ArraysDataset(LocalFileDataset):
+class ArraysDataset(FileDataset):
     """A ``dict[str, np.ndarray]`` as one compressed ``.npz``, loaded without pickle."""
 
     #: what the file holds, for error messages
@@ -19,14 +18,12 @@ class ArraysDataset(LocalFileDataset):
 
     def load(self) -> dict[str, np.ndarray]:
         try:
-            with np.load(self.filepath, allow_pickle=False) as archive:
+            with self._readable() as path, np.load(path, allow_pickle=False) as archive:
                 return {key: archive[key] for key in archive.files}
-        except FileNotFoundError as exc:
-            raise DatasetError(f"{self.filepath}: no such {self.content} file.") from exc
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise DatasetError(f"{self.filepath}: corrupt {self.content} file ({exc}).") from exc
+            raise DatasetError(f"{self.url}: corrupt {self.content} file ({exc}).") from exc
 
     def save(self, data: dict[str, np.ndarray]) -> None:
-        with atomic_path(self.filepath, suffix=".npz") as tmp:
+        with self._writable(suffix=".npz") as tmp:
             with open(tmp, "wb") as handle:  # a file object stops numpy appending another .npz
                 np.savez_compressed(handle, **data)

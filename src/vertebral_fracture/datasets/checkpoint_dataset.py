@@ -15,11 +15,10 @@ from typing import Any
 import torch
 from kedro.io.core import DatasetError
 
-from vertebral_fracture.datasets._atomic import atomic_path
-from vertebral_fracture.datasets._base import LocalFileDataset
+from vertebral_fracture.datasets._base import FileDataset
 
 
-class TorchCheckpointDataset(LocalFileDataset):
+class TorchCheckpointDataset(FileDataset):
     """Load/save a checkpoint ``dict`` with ``torch.save`` / ``torch.load(weights_only=True)``.
 
     Example catalog entry::
@@ -30,11 +29,10 @@ class TorchCheckpointDataset(LocalFileDataset):
     """
 
     def load(self) -> dict[str, Any]:
-        path = self.filepath
-        if not path.is_file():
-            raise DatasetError(f"Checkpoint file not found: '{path}'")
+        path = self.url
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            with self._readable() as local:
+                data = torch.load(local, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             # weights_only refused a non-tensor/non-plain object (or the pickle is corrupt)
             raise DatasetError(
@@ -55,7 +53,7 @@ class TorchCheckpointDataset(LocalFileDataset):
         if not isinstance(data, dict):
             raise DatasetError(
                 f"TorchCheckpointDataset saves a dict, got {type(data).__name__} "
-                f"(target '{self.filepath}')"
+                f"(target '{self.url}')"
             )
-        with atomic_path(self.filepath) as tmp:
+        with self._writable(suffix=".pt") as tmp:
             torch.save(data, tmp)

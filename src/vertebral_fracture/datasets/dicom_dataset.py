@@ -6,11 +6,10 @@ import pydicom
 from kedro.io.core import DatasetError
 from pydicom.errors import InvalidDicomError
 
-from vertebral_fracture.datasets._atomic import atomic_path
-from vertebral_fracture.datasets._base import LocalFileDataset
+from vertebral_fracture.datasets._base import FileDataset
 
 
-class DicomDataset(LocalFileDataset):
+class DicomDataset(FileDataset):
     """Loads and saves one DICOM Part 10 file as a ``pydicom.Dataset``.
 
     ``save`` writes a temporary file beside the target and renames it, so an interrupted
@@ -19,16 +18,15 @@ class DicomDataset(LocalFileDataset):
 
     def load(self) -> pydicom.Dataset:
         try:
-            return pydicom.dcmread(self.filepath)
-        except FileNotFoundError as exc:
-            raise DatasetError(f"{self.filepath}: no such file.") from exc
+            with self._readable() as path:
+                return pydicom.dcmread(path)
         except InvalidDicomError as exc:
-            raise DatasetError(f"{self.filepath}: not a DICOM file ({exc}).") from exc
+            raise DatasetError(f"{self.url}: not a DICOM file ({exc}).") from exc
 
     def save(self, data: pydicom.Dataset) -> None:
         if not isinstance(data, pydicom.Dataset):
             raise DatasetError(
-                f"DicomDataset '{self.filepath}' saves pydicom Datasets, got {type(data).__name__}."
+                f"DicomDataset '{self.url}' saves pydicom Datasets, got {type(data).__name__}."
             )
-        with atomic_path(self.filepath, suffix=".dcm") as tmp:
+        with self._writable(suffix=".dcm") as tmp:
             data.save_as(tmp, enforce_file_format=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,18 +16,16 @@ from kedro.io.core import DatasetError
 from matplotlib.figure import Figure
 
 from vertebral_fracture.datasets._atomic import atomic_path
-from vertebral_fracture.datasets._base import LocalFileDataset
+from vertebral_fracture.datasets._base import FileDataset
 
 
-class _FileDataset(LocalFileDataset):
+class _FileDataset(FileDataset):
     def _read(self) -> bytes:
-        try:
-            return self._filepath.read_bytes()
-        except FileNotFoundError as exc:
-            raise DatasetError(f"{self._filepath}: no such file.") from exc
+        with self._readable() as path:
+            return path.read_bytes()
 
-    def _write(self, data: bytes, path: Path | None = None) -> None:
-        with atomic_path(path or self._filepath, suffix=(path or self._filepath).suffix) as tmp:
+    def _write(self, data: bytes) -> None:
+        with self._writable(suffix=self._filepath.suffix) as tmp:
             tmp.write_bytes(data)
 
 
@@ -49,7 +46,7 @@ class JsonDataset(_FileDataset):
         try:
             return json.loads(self._read())
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{self._filepath}: invalid JSON ({exc}).") from exc
+            raise DatasetError(f"{self.url}: invalid JSON ({exc}).") from exc
 
     def save(self, data: Any) -> None:
         self._write(json.dumps(_finite_or_null(data), indent=1).encode("utf-8"))
@@ -68,28 +65,29 @@ class CsvDataset(_FileDataset):
 class FigureDataset(_FileDataset):
     """A matplotlib figure as one PNG, or a dict of figures as PNGs in a folder.
 
-    Loads PNG bytes (a dict of them for a folder), ready to embed in a report.
+    Loads PNG bytes (a dict of them for a folder), ready to embed in a report. A folder of
+    figures is local only.
     """
 
-    def __init__(
-        self, *, filepath: str, dpi: int = 110, metadata: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(filepath=filepath, metadata=metadata)
+    def __init__(self, *, filepath: str, dpi: int = 110, **kwargs: Any) -> None:
+        super().__init__(filepath=filepath, **kwargs)
         self._dpi = dpi
 
     def load(self) -> bytes | dict[str, bytes]:
-        if self._filepath.is_dir():
+        if self.is_local and self._filepath.is_dir():
             return {p.stem: p.read_bytes() for p in sorted(self._filepath.glob("*.png"))}
         return self._read()
 
     def save(self, data: Figure | dict[str, Figure]) -> None:
         if isinstance(data, dict):
-            self._filepath.mkdir(parents=True, exist_ok=True)
-            for stale in self._filepath.glob("*.png"):
+            folder = self._local_folder()
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob("*.png"):
                 if stale.stem not in data:
                     stale.unlink()
             for name, figure in data.items():
-                self._write(_png(figure, self._dpi), self._filepath / f"{name}.png")
+                with atomic_path(folder / f"{name}.png", suffix=".png") as tmp:
+                    tmp.write_bytes(_png(figure, self._dpi))
         else:
             self._write(_png(data, self._dpi))
 

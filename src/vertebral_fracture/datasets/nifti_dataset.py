@@ -10,11 +10,10 @@ import nibabel as nib
 import numpy as np
 from kedro.io.core import DatasetError
 
-from vertebral_fracture.datasets._atomic import atomic_path
-from vertebral_fracture.datasets._base import LocalFileDataset
+from vertebral_fracture.datasets._base import FileDataset
 
 
-class NiftiDataset(LocalFileDataset):
+class NiftiDataset(FileDataset):
     """Loads and saves one ``.nii`` / ``.nii.gz`` volume as a ``nibabel.Nifti1Image``.
 
     ``load`` reads the voxels into memory (no file handle stays open, so the file may be
@@ -30,32 +29,35 @@ class NiftiDataset(LocalFileDataset):
     """
 
     def load(self) -> nib.Nifti1Image:
-        return load_nifti(self.filepath)
+        with self._readable() as path:
+            return load_nifti(path, name=self.url)
 
     def save(self, data: nib.Nifti1Image) -> None:
         if not isinstance(data, nib.Nifti1Image | nib.Nifti2Image):
             raise DatasetError(
-                f"NiftiDataset '{self.filepath}' saves nibabel Nifti1Image objects, "
+                f"NiftiDataset '{self.url}' saves nibabel Nifti1Image objects, "
                 f"got {type(data).__name__}."
             )
         suffix = ".nii.gz" if self.filepath.name.endswith(".nii.gz") else ".nii"
-        with atomic_path(self.filepath, suffix=suffix) as tmp:
+        with self._writable(suffix=suffix) as tmp:
             nib.save(data, tmp)
 
 
-def load_nifti(path: Path) -> nib.Nifti1Image:
-    """Read a NIfTI file fully into memory; every failure names the file and the problem."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file.")
+def load_nifti(path: Path, name: str | None = None) -> nib.Nifti1Image:
+    """Read a NIfTI file fully into memory; every failure names the file (``name``, default
+    the path) and the problem."""
+    name = name or str(path)
+    if not Path(path).is_file():
+        raise DatasetError(f"{name}: no such file.")
     try:
         image = nib.load(path)
         data = np.asanyarray(image.dataobj)  # forces decompression: truncation shows up here
     except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
-        raise DatasetError(f"{path}: not a readable NIfTI image ({exc}).") from exc
+        raise DatasetError(f"{name}: not a readable NIfTI image ({exc}).") from exc
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
-        raise DatasetError(f"{path}: truncated or corrupt NIfTI file ({exc}).") from exc
+        raise DatasetError(f"{name}: truncated or corrupt NIfTI file ({exc}).") from exc
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise DatasetError(
-            f"{path}: not a NIfTI image (nibabel read it as {type(image).__name__})."
+            f"{name}: not a NIfTI image (nibabel read it as {type(image).__name__})."
         )
     return type(image)(data, image.affine, image.header)

@@ -13,11 +13,11 @@ from kedro.io.core import DatasetError
 
 from vertebral_fracture import dicom  # module import: dicom itself imports this package
 from vertebral_fracture.cases import DICOM_SERIES_SUFFIX
-from vertebral_fracture.datasets._base import LocalFileDataset
+from vertebral_fracture.datasets._base import FileDataset
 from vertebral_fracture.datasets.nifti_dataset import load_nifti
 
 
-class ScanFolderDataset(LocalFileDataset):
+class ScanFolderDataset(FileDataset):
     """Reads a folder of scans (searched recursively) as partition id -> lazy image loader.
 
     - every ``.nii`` / ``.nii.gz`` file is a partition, its id the path relative to the
@@ -27,6 +27,7 @@ class ScanFolderDataset(LocalFileDataset):
       not listed.
 
     The folder is only ever read: ``save`` refuses. Hidden files and folders are skipped.
+    Local folders only (mount a bucket to read scans from it).
 
     Example (catalog)::
 
@@ -36,7 +37,7 @@ class ScanFolderDataset(LocalFileDataset):
     """
 
     def load(self) -> dict[str, Callable[[], nib.Nifti1Image]]:
-        root = self.filepath
+        root = self._local_folder()
         if not root.is_dir():
             raise DatasetError(f"{root}: scan folder not found.")
         partitions: dict[str, Callable[[], nib.Nifti1Image]] = {}
