@@ -19,9 +19,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# the suite runs the benchmark at tiny sizes, whose peer model needs the bench extra
+# the suite runs the benchmark at tiny sizes, whose peer model needs the bench extra, and
+# tracks one run with MLflow (the tracking extra)
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,tracking]'
 	touch $@
 
 install: $(VENV)/.installed

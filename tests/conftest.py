@@ -11,7 +11,7 @@ import pytest
 REAL_CT = Path(__file__).parent / "data" / "real_ct" / "lumbar_ct.nii.gz"
 REAL_CT_VERTEBRAE = REAL_CT.with_name("lumbar_ct_vertebrae.nii.gz")
 REAL_SERIES = REAL_CT.with_name("lumbar_ct_dicom")
-PATIENT_NAME = "Doe^Jane"  # written into series copies: must never reach a log or report
+PATIENT_NAME = "Qxzvandermeer^Jolanthe"  # in series copies: must never reach a log or report
 
 
 def write_series_as_archived(folder: Path) -> Path:

@@ -16,6 +16,7 @@ import pandas as pd
 import pydicom
 import pytest
 import torch
+import yaml
 
 from tests.conftest import PATIENT_NAME, REAL_CT, REAL_CT_VERTEBRAE, write_series_as_archived
 from tests.kedro_project import ROOT, VARIANTS, make_tiny_project, run_pipeline
@@ -277,3 +278,48 @@ def test_kedro_viz_build_lists_the_pipelines_offline(project):
     tasks = [n["name"] for n in main["nodes"] if n.get("type") == "task"]
     assert tasks.count("train_view_model") == 3 * len(VARIANTS)  # per view and variant
     assert {"generate_phantoms", "index_cases", "predict_view", "render_html_report"} <= set(tasks)
+
+
+def test_runs_are_tracked_with_mlflow_only_where_configured(project, tmp_path):
+    assert not (project / "mlruns").exists()  # the default run had no mlflow.yml
+    tracked = tmp_path / "tracked"
+    shutil.copytree(project, tracked)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = {
+        "name": "tiny",
+        "create_experiment_kwargs": {"artifact_location": (tmp_path / "artifacts").as_uri()},
+    }
+    (tracked / "conf/local/mlflow.yml").write_text(
+        yaml.safe_dump(
+            {
+                "server": {"mlflow_tracking_uri": store},
+                "tracking": {
+                    "experiment": experiment,
+                    "run": {"nested": False},
+                    "params": {"dict_params": {"flatten": True, "recursive": True}},
+                },
+            }
+        )
+    )
+    run_pipeline(tracked, "training", namespaces=["axial.multitask"])
+    run_pipeline(tracked, "reporting")
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("tiny")
+    training, reporting = sorted(
+        client.search_runs([experiment.experiment_id]), key=lambda r: r.info.start_time
+    )
+    assert training.data.params["axial.multitask.training.seg_loss"] == "focal_tversky"
+    history = client.get_metric_history(training.info.run_id, "axial.multitask.train_loss")
+    assert [m.step for m in history] == [1]  # one epoch in the tiny project
+    models = client.list_artifacts(training.info.run_id, "models/axial.multitask")
+    assert [a.path for a in models] == ["models/axial.multitask/axial_best.pt"]
+    metrics = json.loads((tracked / "data/08_reporting/metrics.json").read_text())
+    logged = reporting.data.metrics
+    assert logged["multitask_product.pr_auc"] == pytest.approx(
+        metrics["methods"]["multitask_product"]["pr_auc"]
+    )
+    assert "multitask_product.froc_at_1" in logged
+    assert "report.html" in [a.path for a in client.list_artifacts(reporting.info.run_id)]

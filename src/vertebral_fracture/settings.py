@@ -2,10 +2,12 @@
 
 from kedro.config import OmegaConfigLoader
 
-from vertebral_fracture.hooks import VariantHooks
+from vertebral_fracture.hooks import OPT_IN_PLUGINS, MlflowTracking, VariantHooks
 
-# The model variants (namespaces <view>.<variant>) come from the parameters.
-HOOKS = (VariantHooks(),)
+# The model variants (namespaces <view>.<variant>) come from the parameters; MLflow tracking
+# is on where the run's configuration holds an mlflow.yml (kedro run --env mlflow).
+HOOKS = (VariantHooks(), MlflowTracking())
+DISABLE_HOOKS_FOR_PLUGINS = OPT_IN_PLUGINS
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
