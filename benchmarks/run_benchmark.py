@@ -72,6 +72,14 @@ class StageTimer(dict):
 
 def prepare_smoke_project(folder: Path) -> Path:
     """A throw-away copy of the project's conf with the tiny sizes of ``smoke.yml``."""
+    return prepare_project(
+        folder, yaml.safe_load(Path(__file__).with_name("smoke.yml").read_text())
+    )
+
+
+def prepare_project(folder: Path, overrides: dict) -> Path:
+    """A throw-away copy of the project's conf whose bench parameters get ``overrides``
+    deep-merged; its ``training`` entry replaces every view's and variant's schedule."""
     from omegaconf import OmegaConf
 
     from vertebral_fracture.pipelines.views import VIEWS
@@ -83,12 +91,12 @@ def prepare_smoke_project(folder: Path) -> Path:
     (project / "data").mkdir()
     (project / "src").mkdir()  # the package is installed; Kedro only checks the folder exists
     bench = project / "conf" / "bench" / "parameters.yml"
-    smoke = yaml.safe_load(Path(__file__).with_name("smoke.yml").read_text())
-    training = smoke.pop("training")
-    params = OmegaConf.to_container(OmegaConf.merge(yaml.safe_load(bench.read_text()), smoke))
+    overrides = dict(overrides)
+    training = overrides.pop("training", None)
+    params = OmegaConf.to_container(OmegaConf.merge(yaml.safe_load(bench.read_text()), overrides))
     for view in VIEWS:  # the file's YAML anchors are resolved copies once loaded
         for variant in params[view].values():
-            variant["training"] = dict(training)
+            variant["training"] = {**variant["training"], **(training or {})}
     bench.write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 
@@ -335,6 +343,8 @@ def _measure_train_speed(spec: dict) -> dict:
     ``1 + steps`` steps): the median interval between the starts of consecutive optimizer
     steps, i.e. a step with its data loading and augmentation, without model building,
     loading or validation."""
+    import torch
+
     from vertebral_fracture.pipelines.training.nodes import train_view_model
     from vertebral_fracture.training import TrainingParams, loop
 
@@ -359,10 +369,14 @@ def _measure_train_speed(spec: dict) -> dict:
             catalog.load("axial.slices"), cases, p, folder, view="axial", variant=variant
         )
     seconds = float(np.median(np.diff(starts)))
+    gpu = {}
+    if torch.cuda.is_available():
+        gpu = {"peak_gpu_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)}
     return {
         "train_s_per_step": round(seconds, 4),
         "train_slices_per_s": round(p.batch_size / seconds, 2),
         "peak_mem_mb": round(_peak_rss_mb(), 1),
+        **gpu,
     }
 
 
@@ -433,6 +447,31 @@ def measure_fusion(shape: list[int], repeats: int) -> dict:
     return {"shape": list(shape), **best, "ratio": best["fusion_s"] / best["copy_s"]}
 
 
+def measure_large_scan(project: Path, spec: dict, params: dict | None = None) -> dict:
+    """Seconds of the ``evaluate`` pipeline (preprocessing, inference, fusion, reporting) on
+    one large scan built from a phantom (``spec``: shape, spacing_mm, seed), with the
+    proposed variant's trained models; ``params`` are more runtime parameters."""
+    from vertebral_fracture.datasets import NiftiDataset
+    from vertebral_fracture.phantoms import PhantomSetParams, generate_phantom_set
+
+    folder = project / "data" / "large_scan"
+    scans = folder / "scans"
+    (phantom,) = generate_phantom_set(
+        PhantomSetParams(n_cases=1, fracture_free_fraction=0.0, case_prefix="large", **spec)
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    for kind, image in (("ct", phantom.ct), ("fracture", phantom.fracture_mask)):
+        NiftiDataset(filepath=str(scans / f"{phantom.case_id}_{kind}.nii.gz")).save(image)
+    run = {"raw_dir": str(scans), "output_root": str(folder / "outputs"), "variants": ["multitask"]}
+    start = time.perf_counter()
+    run_kedro(project, ["evaluate"], {**run, **(params or {})})
+    return {
+        "shape": list(phantom.ct.shape),
+        "spacing_mm": [round(float(z), 3) for z in phantom.ct.header.get_zooms()[:3]],
+        "evaluate_s_per_scan": round(time.perf_counter() - start, 1),
+    }
+
+
 def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
     """Every speed/memory measurement, models and PR-AUC each in a subprocess of its own."""
     bench = params["benchmark"]
@@ -455,7 +494,14 @@ def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
             for kind in ("ours", "sklearn")
         }
         fusion = measure_fusion(bench["fusion_shape"], int(bench["repeats"]))
-    return {"models": models, "pr_auc": {"voxels": n, **pr_auc}, "fusion": fusion}
+    with timer("speed: evaluate on one large scan"):
+        large = measure_large_scan(project, bench["large_scan"])
+    return {
+        "models": models,
+        "pr_auc": {"voxels": n, **pr_auc},
+        "fusion": fusion,
+        "large_scan": large,
+    }
 
 
 # ----------------------------------------------------------------------------- main

@@ -67,6 +67,24 @@ def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
     assert results["speed"]["pr_auc"]["ours"]["ap"] == pytest.approx(
         results["speed"]["pr_auc"]["sklearn"]["ap"], abs=1e-3
     )
+    large = results["speed"]["large_scan"]
+    assert large["shape"] == [72, 72, 48] and large["evaluate_s_per_scan"] > 0
     docs = docs_path.read_text()
+    assert "Large scan: `evaluate`" in docs
     assert "SMOKE RUN" in docs and "paired bootstrap" in docs and results["commit"][:12] in docs
     assert "## Out of domain (3 cases)" in docs and "## Real bone (5 cases)" in docs
+
+
+def test_cuda_check_runs_the_gpu_path_on_cpu_at_tiny_sizes(tmp_path):
+    out = tmp_path / "cuda_check.json"
+    script = str(ROOT / "benchmarks/cuda_check.py")
+    subprocess.run(
+        [sys.executable, script, "--device", "cpu", "--small", "--out", str(out)],
+        check=True,
+        cwd=ROOT,
+    )
+    results = json.loads(out.read_text())
+    assert results["device"] == "cpu"
+    assert results["training"]["train_s_per_step"] > 0
+    assert results["large_scan"]["shape"] == [72, 72, 48]
+    assert results["large_scan"]["evaluate_s_per_scan"] > 0
