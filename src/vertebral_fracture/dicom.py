@@ -209,6 +209,33 @@ def fracture_segmentation(
     )
 
 
+def label_map_segmentation(
+    labels: nib.Nifti1Image,
+    slices: Sequence[pydicom.Dataset],
+    *,
+    algorithm: str,
+    series_instance_uid: str,
+    sop_instance_uid: str,
+) -> hd.seg.Segmentation:
+    """``fracture_segmentation`` of a label map image, which must lie on the series' grid.
+
+    Raises:
+        ScanError: the label map's affine is not the series' (``series_affine``).
+    """
+    if not np.allclose(labels.affine, series_affine(slices), atol=1e-3):
+        raise ScanError(
+            f"the {algorithm} label map is not on its DICOM series' grid; rerun the pipelines "
+            "on the series as it is now."
+        )
+    return fracture_segmentation(
+        np.asanyarray(labels.dataobj),
+        slices,
+        algorithm=algorithm,
+        series_instance_uid=series_instance_uid,
+        sop_instance_uid=sop_instance_uid,
+    )
+
+
 def missing_reference_uids(slices: Sequence[pydicom.Dataset]) -> list[str]:
     """The UIDs a SEG needs to reference its source series that the series lacks."""
     return [tag for tag in REFERENCE_UIDS if not slices[0].get(tag)]

@@ -51,6 +51,7 @@ class MlflowTracking:
 
     @hook_impl
     def after_context_created(self, context: KedroContext) -> None:
+        self._on = False  # settings' hooks outlive a session: decide afresh for each
         loader = context.config_loader
         loader.config_patterns.setdefault("mlflow", _MLFLOW_CONFIG)
         try:

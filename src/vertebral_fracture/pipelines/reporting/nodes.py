@@ -16,13 +16,12 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
-from vertebral_fracture.cases import ScanError, is_dicom_series
+from vertebral_fracture.cases import is_dicom_series
 from vertebral_fracture.dicom import (
     REFERENCE_UIDS,
-    fracture_segmentation,
+    label_map_segmentation,
     missing_reference_uids,
     read_series_headers,
-    series_affine,
 )
 from vertebral_fracture.evaluation import FROC_RATES, histograms_to_arrays, score_methods
 from vertebral_fracture.findings import (
@@ -229,7 +228,11 @@ def dicom_segmentations(
             continue
         uids = {"series_instance_uid": str(UID()), "sop_instance_uid": str(UID())}
         segmentations[key] = functools.partial(
-            _segmentation, load, headers[case_id], method=method, case_id=case_id, **uids
+            lambda load, **kwargs: label_map_segmentation(load(), **kwargs),
+            load,
+            slices=headers[case_id],
+            algorithm=method,
+            **uids,
         )
         documents[key] = {
             "case": case_id,
@@ -244,30 +247,6 @@ def dicom_segmentations(
             ],
         }
     return segmentations, documents
-
-
-def _segmentation(
-    load: Callable[[], nib.Nifti1Image],
-    slices: list[pydicom.Dataset],
-    *,
-    method: str,
-    case_id: str,
-    series_instance_uid: str,
-    sop_instance_uid: str,
-) -> pydicom.Dataset:
-    labels = load()
-    if not np.allclose(labels.affine, series_affine(slices), atol=1e-3):
-        raise ScanError(
-            f"{case_id}: the {method} label map is not on its DICOM series' grid; rerun the "
-            "pipelines on the series as it is now."
-        )
-    return fracture_segmentation(
-        np.asanyarray(labels.dataobj),
-        slices,
-        algorithm=method,
-        series_instance_uid=series_instance_uid,
-        sop_instance_uid=sop_instance_uid,
-    )
 
 
 def comparison_table(methods: dict[str, dict]) -> str:
