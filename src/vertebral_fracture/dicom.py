@@ -151,15 +151,16 @@ def series_affine(slices: Sequence[pydicom.Dataset]) -> np.ndarray:
 
 
 def fracture_segmentation(
-    labels: np.ndarray,
+    labels: nib.Nifti1Image,
     slices: Sequence[pydicom.Dataset],
     *,
     algorithm: str,
     series_instance_uid: str,
     sop_instance_uid: str,
 ) -> hd.seg.Segmentation:
-    """A binary DICOM SEG of ``labels`` (rows, columns, slices; non-zero = fracture) on the
-    series ``slices`` (position-ordered, as ``read_series_headers`` gives them).
+    """A binary DICOM SEG of the label map ``labels`` (non-zero = fracture), which must lie on
+    the grid of the series ``slices`` (position-ordered, as ``read_series_headers`` gives
+    them; array axes rows, columns, slices).
 
     Each frame references its source slice; frames without fracture are left out unless
     nothing was found (a SEG needs one frame).
@@ -168,17 +169,18 @@ def fracture_segmentation(
         ScanError: labels not on the series grid, or a series without Study/Series UIDs.
     """
     rows, columns = int(slices[0].Rows), int(slices[0].Columns)
-    if labels.shape != (rows, columns, len(slices)):
+    if labels.shape != (rows, columns, len(slices)) or not np.allclose(
+        labels.affine, series_affine(slices), atol=1e-3
+    ):
         raise ScanError(
-            f"label map shape {labels.shape} is not the series grid ({rows}, {columns}, "
-            f"{len(slices)})."
+            f"the {algorithm} label map (shape {labels.shape}) is not on its DICOM series' grid "
+            f"({rows}, {columns}, {len(slices)}); rerun the pipelines on the series as it is now."
         )
     missing = missing_reference_uids(slices)
     if missing:
-        raise ScanError(
-            f"the source series has no {', '.join(missing)}; a SEG cannot reference it."
-        )
-    fracture = np.ascontiguousarray(np.moveaxis(labels > 0, -1, 0))  # (frames, rows, columns)
+        raise ScanError(f"the series has no {', '.join(missing)}; a SEG cannot reference it.")
+    # (frames, rows, columns): frame k is slice k of the series
+    fracture = np.ascontiguousarray(np.moveaxis(np.asanyarray(labels.dataobj) > 0, -1, 0))
     segment = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label="vertebral fracture",
@@ -206,33 +208,6 @@ def fracture_segmentation(
         device_serial_number="none",
         series_description=f"Vertebral fractures ({algorithm})",
         omit_empty_frames=bool(fracture.any()),
-    )
-
-
-def label_map_segmentation(
-    labels: nib.Nifti1Image,
-    slices: Sequence[pydicom.Dataset],
-    *,
-    algorithm: str,
-    series_instance_uid: str,
-    sop_instance_uid: str,
-) -> hd.seg.Segmentation:
-    """``fracture_segmentation`` of a label map image, which must lie on the series' grid.
-
-    Raises:
-        ScanError: the label map's affine is not the series' (``series_affine``).
-    """
-    if not np.allclose(labels.affine, series_affine(slices), atol=1e-3):
-        raise ScanError(
-            f"the {algorithm} label map is not on its DICOM series' grid; rerun the pipelines "
-            "on the series as it is now."
-        )
-    return fracture_segmentation(
-        np.asanyarray(labels.dataobj),
-        slices,
-        algorithm=algorithm,
-        series_instance_uid=series_instance_uid,
-        sop_instance_uid=sop_instance_uid,
     )
 
 

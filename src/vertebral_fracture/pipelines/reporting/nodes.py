@@ -19,7 +19,7 @@ from scipy import ndimage
 from vertebral_fracture.cases import is_dicom_series
 from vertebral_fracture.dicom import (
     REFERENCE_UIDS,
-    label_map_segmentation,
+    fracture_segmentation,
     missing_reference_uids,
     read_series_headers,
 )
@@ -228,7 +228,7 @@ def dicom_segmentations(
             continue
         uids = {"series_instance_uid": str(UID()), "sop_instance_uid": str(UID())}
         segmentations[key] = functools.partial(
-            lambda load, **kwargs: label_map_segmentation(load(), **kwargs),
+            lambda load, **kwargs: fracture_segmentation(load(), **kwargs),
             load,
             slices=headers[case_id],
             algorithm=method,
