@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vertebral_fracture.models.base.heads import CLASS_HEAD_DROPOUT
 
@@ -138,6 +138,18 @@ class TrainingParams(_Strict):
     num_workers: int = Field(
         0, ge=0, description="DataLoader workers (results do not depend on this)"
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        description=(
+            "training processes sharing each batch (torch.distributed DDP, started with "
+            "torchrun: gloo on CPU, NCCL on CUDA); the result equals one process with "
+            "micro_batches = processes"
+        ),
+    )
+    micro_batches: int = Field(
+        1, ge=1, description="each batch as this many micro-batches, gradients accumulated"
+    )
     resume: bool = Field(False, description="continue from the 'last' checkpoint when it exists")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = Field(True, description="float16 autocast + GradScaler; CUDA only")
@@ -155,6 +167,15 @@ class TrainingParams(_Strict):
         if value % 32 != 0:
             raise ValueError(f"slice_size must be a multiple of 32, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _batch_shares(self) -> TrainingParams:
+        if self.batch_size % (self.processes * self.micro_batches):
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split into {self.processes} processes "
+                f"x {self.micro_batches} micro-batches"
+            )
+        return self
 
     def resolved_monitor(self) -> str:
         """``monitor`` with ``auto`` resolved for this architecture."""

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score
 from torch import nn
@@ -40,7 +41,7 @@ from vertebral_fracture.slicing import SliceStack, spine_windows
 from vertebral_fracture.training.augmentation import build_augmenter
 from vertebral_fracture.training.config import ARCHITECTURE_KEYS, TrainingParams
 from vertebral_fracture.training.data import SliceDataset
-from vertebral_fracture.training.sampler import BalancedSliceSampler, epoch_rng
+from vertebral_fracture.training.sampler import BalancedSliceSampler, BatchShard, epoch_rng
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,15 @@ HISTORY_COLUMNS = (
 # measured side by side in one process at commit b8b5b04).
 MEMORY_FORMAT = torch.channels_last
 # Parameters that may change between a run and its resumption without a warning.
-_RESUME_FREE_KEYS = {"resume", "max_epochs", "num_threads", "num_workers", "device"}
+_RESUME_FREE_KEYS = {
+    "resume",
+    "max_epochs",
+    "num_threads",
+    "num_workers",
+    "device",
+    "processes",
+    "micro_batches",
+}
 
 
 class CheckpointStore(Protocol):
@@ -153,27 +162,47 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     amp: bool = False,
     grad_clip_norm: float | None = None,
+    micro_batches: int = 1,
+    chunk_seeds: Sequence[int] | None = None,
 ) -> float:
-    """One optimizer step on ``(images, class_targets, masks)``; returns the total loss."""
-    images, class_target, mask = (t.to(device, non_blocking=True) for t in batch)
-    images = images.contiguous(memory_format=MEMORY_FORMAT)
+    """One optimizer step on ``(images, class_targets, masks)``; returns the total loss (the
+    mean over micro-batches).
+
+    With ``micro_batches`` > 1 the batch is split in that many parts, each part's loss
+    (divided by their number) is back-propagated and the gradients accumulate before the
+    step. ``chunk_seeds`` (one per part) reseed the random generator before each part's
+    forward pass, so dropout depends on a sample's place in the batch only: processes of a
+    distributed run and the micro-batches of one process draw alike.
+    """
+    tensors = [t.to(device, non_blocking=True) for t in batch]
+    parts = [tensors]
+    if micro_batches > 1:
+        parts = list(zip(*(t.chunk(micro_batches) for t in tensors), strict=True))
+    scaled = scaler is not None and scaler.is_enabled()
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-        logits = model(images)
-    losses = loss_fn(_to_float32(logits), class_target, mask)
-    total = losses["total"]
-    value = float(total.detach())
-    if not math.isfinite(value) and not amp:
-        raise FloatingPointError(f"training loss is {value}: diverged (lower the learning rate?)")
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(total).backward()
+    value = 0.0
+    for i, (images, class_target, mask) in enumerate(parts):
+        if chunk_seeds is not None:
+            torch.manual_seed(chunk_seeds[i])
+        images = images.contiguous(memory_format=MEMORY_FORMAT)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            logits = model(images)
+        losses = loss_fn(_to_float32(logits), class_target, mask)
+        part = float(losses["total"].detach())
+        if not math.isfinite(part) and not amp:
+            raise FloatingPointError(
+                f"training loss is {part}: diverged (lower the learning rate?)"
+            )
+        value += part / len(parts)
+        total = losses["total"] / len(parts) if len(parts) > 1 else losses["total"]
+        (scaler.scale(total) if scaled else total).backward()
+    if scaled:
         if grad_clip_norm is not None:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
         scaler.step(optimizer)
         scaler.update()
     else:
-        total.backward()
         if grad_clip_norm is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
         optimizer.step()
@@ -393,6 +422,18 @@ def _runtime_settings(device: torch.device, num_threads: int) -> Iterator[None]:
         torch.backends.cudnn.benchmark = prev_benchmark
 
 
+def _world() -> tuple[int, int]:
+    """(rank, number of processes) of this process's torch.distributed group; (0, 1) alone."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _chunk_seed(seed: int, epoch: int, step: int, chunk: int) -> int:
+    """Random seed of one micro-batch (a batch's ``chunk``-th part) of a step."""
+    return int(np.random.SeedSequence([seed, epoch, step, chunk]).generate_state(1)[0])
+
+
 def _view_of(stacks: Sequence[SliceStack]) -> str:
     """The one view all training stacks are sliced in (a model learns one view)."""
     views = {stack.view for stack in stacks}
@@ -493,6 +534,7 @@ def train(
         params.augmentation, train=True, view=_view_of(train_stacks)
     )
     bs = params.batch_size
+    rank, world = _world()
     steps = params.steps_per_epoch or -(-len(train_ds) // bs)
     sampler = BalancedSliceSampler(
         train_ds.labels,
@@ -504,8 +546,12 @@ def train(
         ),
     )
     pin = device.type == "cuda"
-    train_loader = DataLoader(
-        train_ds, batch_size=bs, sampler=sampler, num_workers=params.num_workers, pin_memory=pin
+    train_loader = DataLoader(  # in a distributed run each process loads its share of a batch
+        train_ds,
+        batch_size=bs // world,
+        sampler=BatchShard(sampler, bs, rank, world) if world > 1 else sampler,
+        num_workers=params.num_workers,
+        pin_memory=pin,
     )
     val_loader = DataLoader(
         val_ds, batch_size=bs, shuffle=False, num_workers=params.num_workers, pin_memory=pin
@@ -590,6 +636,12 @@ def train(
             logger.info("Resuming after epoch %d (best epoch %d)", resumed_from, best_epoch)
         elif params.resume:
             logger.info("resume=True but no 'last' checkpoint exists: starting from scratch")
+        net: nn.Module = model
+        if world > 1:  # gradients averaged over the processes (each saw its share)
+            ids = [device.index or torch.cuda.current_device()] if device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # one process with micro-batches, or several: dropout seeded by the place in the batch
+        spread = world > 1 or params.micro_batches > 1
 
         for epoch in range(start_epoch, params.max_epochs + 1):
             if stopped_early:
@@ -607,8 +659,9 @@ def train(
                 enabled=progress,
             )
             for batch in bar:
+                parts = params.micro_batches
                 running += train_step(
-                    model,
+                    net,
                     batch,
                     loss_fn,
                     optimizer,
@@ -616,9 +669,22 @@ def train(
                     scaler=scaler,
                     amp=amp,
                     grad_clip_norm=params.grad_clip_norm,
+                    micro_batches=parts,
+                    chunk_seeds=[
+                        _chunk_seed(params.seed, epoch, n_steps, rank * parts + k)
+                        for k in range(parts)
+                    ]
+                    if spread
+                    else None,
                 )
                 n_steps += 1
                 bar.set_postfix(loss=f"{running / n_steps:.4f}")
+            if world > 1:  # the epoch's loss over all processes; one model to validate
+                total = torch.tensor(running, dtype=torch.float64)
+                dist.all_reduce(total)
+                running = float(total) / world
+                for buffer in model.buffers():
+                    dist.broadcast(buffer, src=0)
             val = evaluate(model, val_loader, loss_fn, device=device, amp=amp)
             scheduler.step(val["loss"])
 
@@ -661,9 +727,9 @@ def train(
             )
             if improved:
                 best_state = ckpt["model_state_dict"]
-                if best_checkpoint is not None:
+                if best_checkpoint is not None and rank == 0:
                     best_checkpoint.save(ckpt)
-            if last_checkpoint is not None:
+            if last_checkpoint is not None and rank == 0:
                 last_checkpoint.save(ckpt)
             row = history[-1]
             logger.info(
@@ -677,7 +743,7 @@ def train(
                 row["seconds"],
                 " *" if improved else "",
             )
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and rank == 0:
                 on_epoch_end(_history_frame(history))
             if stopped_early:
                 logger.info("Early stopping after epoch %d (best epoch %d)", epoch, best_epoch)

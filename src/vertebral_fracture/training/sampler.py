@@ -106,3 +106,32 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class BatchShard(Sampler[tuple[int, int]]):
+    """One process's share of another sampler's batches (distributed training).
+
+    Process ``rank`` of ``world`` takes positions ``[rank * b, (rank + 1) * b)`` of every
+    consecutive batch of ``batch_size`` draws (``b = batch_size // world``), with their
+    augmentation seeds: the processes together see exactly the batches one process would.
+    """
+
+    def __init__(self, sampler: BalancedSliceSampler, batch_size: int, rank: int, world: int):
+        if batch_size % world or len(sampler) % batch_size:
+            raise ValueError(
+                f"{world} processes cannot share batches of {batch_size} evenly "
+                f"({len(sampler)} draws per epoch)"
+            )
+        self.sampler, self.batch_size, self.rank, self.world = sampler, batch_size, rank, world
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        draws = list(self.sampler)
+        share = self.batch_size // self.world
+        for start in range(0, len(draws), self.batch_size):
+            yield from draws[start + self.rank * share : start + (self.rank + 1) * share]
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.world

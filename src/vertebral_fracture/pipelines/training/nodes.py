@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from vertebral_fracture.datasets import TorchCheckpointDataset
 from vertebral_fracture.slicing import SliceStack
 from vertebral_fracture.training import TrainingParams, train, training_curves_figure
+from vertebral_fracture.training.distributed import train_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,14 @@ def train_view_model(
 
     ``best`` and ``last`` checkpoints are written after every epoch under ``checkpoint_dir``
     so a killed run resumes (``resume: true``); the best one is also the node's output, which
-    the catalog stores for the inference pipeline.
+    the catalog stores for the inference pipeline. With ``params.processes`` > 1 the model
+    trains in that many torchrun processes (``training.distributed``).
     """
     folder = output_folder(checkpoint_dir) / variant
     best = TorchCheckpointDataset(filepath=str(folder / f"{view}_best.pt"))
     last = TorchCheckpointDataset(filepath=str(folder / f"{view}_last.pt"))
-    result = train(
+    run = train_in_processes if params.processes > 1 else train
+    result = run(
         load_split(slices, case_index, "train"),
         load_split(slices, case_index, "val"),
         params,
