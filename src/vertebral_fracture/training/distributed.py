@@ -7,7 +7,9 @@ wrote; each process runs ``loop.train`` on its share of every batch (``BatchShar
 gradients averaged by DistributedDataParallel (gloo on CPU, NCCL on CUDA). Only rank 0
 writes checkpoints, so ``resume`` works as for one process.
 
-By hand, and on several machines (the same spec file on each)::
+By hand, and on several machines, with a spec file on storage they all see (JSON:
+``params``; ``train`` and ``val``, lists of slice-stack ``.npz`` files; ``last`` and ``best``
+checkpoint paths; ``result``, where rank 0 writes the history)::
 
     torchrun --nnodes 2 --node-rank <0|1> --nproc-per-node 4 \\
         --rdzv-backend c10d --rdzv-endpoint <host of node 0>:29500 \\
