@@ -44,6 +44,7 @@ test: $(VENV)/.installed-dev
 # Not part of `make test` or CI: ~90 min on 2 CPU cores; writes benchmarks/results.json and
 # docs/benchmarks.md from the pipelines' outputs over three training seeds.
 bench: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet -c benchmarks/constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run_benchmark.py
 
 lint: $(VENV)/.installed-dev

@@ -513,12 +513,33 @@ def environment() -> dict:
     from vertebral_fracture.training import TrainingParams
 
     cpu = f"cpu ({platform.processor() or platform.machine()})"
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [
+        ln.split(":", 1)[1].strip()
+        for ln in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if ln.startswith("model name")
+    ]
     return {
         "device": "cuda" if torch.cuda.is_available() else cpu,
+        "cpu_model": models[0] if models else platform.machine(),
         "threads": TrainingParams().resolved_num_threads(),
         **{"cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__},
         "python": platform.python_version(),
+        # float results of training depend on these too (augmentation, resampling, metrics)
+        "packages": {name: _version(name) for name in PINNED},
     }
+
+
+PINNED = ("albumentations", "albucore", "opencv-python-headless", "scipy", "scikit-learn")
+
+
+def _version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 def run(smoke: bool, results_path: Path, docs_path: Path) -> dict:
