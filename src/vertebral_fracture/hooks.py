@@ -75,9 +75,11 @@ class MlflowTracking:
     @hook_impl
     def before_node_run(self, inputs: dict[str, Any]) -> None:
         """Log validated parameter models field by field (kedro-mlflow sees one string)."""
+        if not self._on:  # mlflow (the tracking extra) may not be installed
+            return
         import mlflow
 
-        if not self._on or mlflow.active_run() is None:
+        if mlflow.active_run() is None:
             return
         for name, value in inputs.items():
             if name.startswith("params:") and isinstance(value, BaseModel):
@@ -87,9 +89,11 @@ class MlflowTracking:
 
     @hook_impl
     def after_node_run(self, catalog: Any, outputs: dict[str, Any]) -> None:
+        if not self._on:  # mlflow (the tracking extra) may not be installed
+            return
         import mlflow
 
-        if not self._on or mlflow.active_run() is None:
+        if mlflow.active_run() is None:
             return
         for name, value in outputs.items():
             if name.endswith(".training_history"):
