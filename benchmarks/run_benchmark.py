@@ -79,7 +79,7 @@ def prepare_smoke_project(folder: Path) -> Path:
 
 def prepare_project(folder: Path, overrides: dict) -> Path:
     """A throw-away copy of the project's conf whose bench parameters get ``overrides``
-    deep-merged; its ``training`` entry replaces every view's and variant's schedule."""
+    deep-merged; its ``training`` entry is merged into every view's and variant's schedule."""
     from omegaconf import OmegaConf
 
     from vertebral_fracture.pipelines.views import VIEWS
@@ -447,10 +447,10 @@ def measure_fusion(shape: list[int], repeats: int) -> dict:
     return {"shape": list(shape), **best, "ratio": best["fusion_s"] / best["copy_s"]}
 
 
-def measure_large_scan(project: Path, spec: dict, params: dict | None = None) -> dict:
+def measure_large_scan(project: Path, spec: dict) -> dict:
     """Seconds of the ``evaluate`` pipeline (preprocessing, inference, fusion, reporting) on
     one large scan built from a phantom (``spec``: shape, spacing_mm, seed), with the
-    proposed variant's trained models; ``params`` are more runtime parameters."""
+    proposed variant's trained models."""
     from vertebral_fracture.datasets import NiftiDataset
     from vertebral_fracture.phantoms import PhantomSetParams, generate_phantom_set
 
@@ -464,7 +464,7 @@ def measure_large_scan(project: Path, spec: dict, params: dict | None = None) ->
         NiftiDataset(filepath=str(scans / f"{phantom.case_id}_{kind}.nii.gz")).save(image)
     run = {"raw_dir": str(scans), "output_root": str(folder / "outputs"), "variants": ["multitask"]}
     start = time.perf_counter()
-    run_kedro(project, ["evaluate"], {**run, **(params or {})})
+    run_kedro(project, ["evaluate"], run)
     return {
         "shape": list(phantom.ct.shape),
         "spacing_mm": [round(float(z), 3) for z in phantom.ct.header.get_zooms()[:3]],
@@ -530,7 +530,12 @@ def environment() -> dict:
     }
 
 
-PINNED = ("albumentations", "albucore", "opencv-python-headless", "scipy", "scikit-learn")
+#: The packages `make bench` pins (benchmarks/constraints.txt), recorded with each run.
+PINNED = tuple(
+    line.split("==")[0]
+    for line in Path(__file__).with_name("constraints.txt").read_text().splitlines()
+    if "==" in line and not line.startswith("#")
+)
 
 
 def _version(name: str) -> str | None:

@@ -640,8 +640,9 @@ def train(
         if world > 1:  # gradients averaged over the processes (each saw its share)
             ids = [device.index or torch.cuda.current_device()] if device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        parts = params.micro_batches
         # one process with micro-batches, or several: dropout seeded by the place in the batch
-        spread = world > 1 or params.micro_batches > 1
+        spread = world > 1 or parts > 1
 
         for epoch in range(start_epoch, params.max_epochs + 1):
             if stopped_early:
@@ -659,7 +660,12 @@ def train(
                 enabled=progress,
             )
             for batch in bar:
-                parts = params.micro_batches
+                seeds = None
+                if spread:
+                    seeds = [
+                        _chunk_seed(params.seed, epoch, n_steps, rank * parts + k)
+                        for k in range(parts)
+                    ]
                 running += train_step(
                     net,
                     batch,
@@ -670,12 +676,7 @@ def train(
                     amp=amp,
                     grad_clip_norm=params.grad_clip_norm,
                     micro_batches=parts,
-                    chunk_seeds=[
-                        _chunk_seed(params.seed, epoch, n_steps, rank * parts + k)
-                        for k in range(parts)
-                    ]
-                    if spread
-                    else None,
+                    chunk_seeds=seeds,
                 )
                 n_steps += 1
                 bar.set_postfix(loss=f"{running / n_steps:.4f}")
