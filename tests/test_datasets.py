@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -98,6 +99,48 @@ def test_slice_stack_round_trip_without_pickle(tmp_path, spine_like_ct):
     np.testing.assert_array_equal(loaded.spine, stack.spine)
     with np.load(tmp_path / "case.npz", allow_pickle=False) as archive:
         assert all(archive[key].dtype != object for key in archive.files)
+
+
+def _stack(spine_like_ct) -> SliceStack:
+    ct, mask = spine_like_ct
+    image = ct.get_fdata() / 1000.0
+    return extract_slices(
+        "c", image, np.asanyarray(mask.dataobj), "axial", 32, spine=centre_spine(ct.shape)
+    )
+
+
+def test_slice_stack_loads_memory_mapped_and_read_only(tmp_path, spine_like_ct):
+    stack = _stack(spine_like_ct)
+    path = tmp_path / "case.npz"
+    SliceStackDataset(filepath=str(path)).save(stack)
+    loaded = SliceStackDataset(filepath=str(path)).load()
+    for name in ("images", "masks"):
+        array = getattr(loaded, name)
+        # pages come from the file on access: larger-than-memory stacks never load whole
+        assert isinstance(array, np.memmap) and Path(array.filename) == path.resolve()
+        assert not array.flags.writeable  # a consumer writing in place fails loudly
+        np.testing.assert_array_equal(array, getattr(stack, name))
+        assert array.dtype == getattr(stack, name).dtype
+    assert list(tmp_path.iterdir()) == [path]  # written atomically: no temporary file left
+
+
+def test_slice_stacks_written_compressed_by_earlier_versions_still_load(tmp_path, spine_like_ct):
+    stack = _stack(spine_like_ct)
+    path = tmp_path / "case.npz"
+    np.savez_compressed(path, **stack.to_arrays())
+    loaded = SliceStackDataset(filepath=str(path)).load()
+    assert not isinstance(loaded.images, np.memmap)  # read whole: compressed data cannot map
+    np.testing.assert_array_equal(loaded.images, stack.images)
+    np.testing.assert_array_equal(loaded.masks, stack.masks)
+
+
+def test_truncated_slice_file_is_named(tmp_path, spine_like_ct):
+    path = tmp_path / "case.npz"
+    SliceStackDataset(filepath=str(path)).save(_stack(spine_like_ct))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DatasetError, match="corrupt slice file") as info:
+        SliceStackDataset(filepath=str(path)).load()
+    assert str(path) in str(info.value)
 
 
 def test_slice_stack_stored_without_spine_asks_to_reprocess(spine_like_ct):
@@ -234,3 +277,14 @@ def test_folder_datasets_refuse_remote_urls(memory_store):
 
     with pytest.raises(DatasetError, match="local folders only"):
         ScanFolderDataset(filepath="memory://bucket/scans").load()
+
+
+def test_remote_slice_stack_downloads_and_loads_whole(memory_store, spine_like_ct):
+    stack = _stack(spine_like_ct)
+    dataset = SliceStackDataset(filepath="memory://bucket/slices/axial/c.npz")
+    dataset.save(stack)
+    loaded = dataset.load()
+    # the download is temporary, so nothing maps it: the arrays are in memory
+    assert not isinstance(loaded.images, np.memmap)
+    np.testing.assert_array_equal(loaded.images, stack.images)
+    np.testing.assert_array_equal(loaded.masks, stack.masks)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tests.conftest import centre_spine, make_image, reorient
-from vertebral_fracture.inference import predict_slices
+from vertebral_fracture.datasets import SliceStackDataset
+from vertebral_fracture.inference import attention_maps, predict_slices
 from vertebral_fracture.models import build_model
 from vertebral_fracture.pipelines.inference.nodes import InferenceParams, predict_view
 from vertebral_fracture.preprocessing import canonical_grid
@@ -58,6 +59,21 @@ def test_predict_slices_gives_probabilities_per_pixel_of_the_spine_windows(archi
         assert window.std() < 1e-6 and window.min() > 0
     else:
         assert window.std() > 0
+
+
+def test_memory_mapped_stack_gives_the_same_probabilities(tmp_path):
+    _, stack, _ = _native_case()
+    dataset = SliceStackDataset(filepath=str(tmp_path / "c1.npz"))
+    dataset.save(stack)
+    mapped = dataset.load()
+    assert isinstance(mapped.images, np.memmap) and not mapped.images.flags.writeable
+    model = build_model("multitask", in_channels=3)
+    np.testing.assert_array_equal(
+        predict_slices(model, mapped, 32, progress=False),
+        predict_slices(model, stack, 32, progress=False),
+    )
+    image, _ = attention_maps(model, mapped, len(stack.images) // 2)
+    np.testing.assert_array_equal(image, stack.images[len(stack.images) // 2].astype(np.float32))
 
 
 class _Echo(torch.nn.Module):
@@ -134,8 +150,6 @@ def test_incompatible_checkpoints_are_refused_with_the_reason(checkpoint, traini
 
 
 def test_attention_maps_show_where_the_gated_model_looks():
-    from vertebral_fracture.inference import attention_maps
-
     _, stack, _ = _native_case()
     model = build_model("multitask", in_channels=3)
     image, alphas = attention_maps(model, stack, 4)

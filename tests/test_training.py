@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
 from tests.conftest import centre_spine
+from vertebral_fracture.datasets import SliceStackDataset
 from vertebral_fracture.datasets.checkpoint_dataset import TorchCheckpointDataset
 from vertebral_fracture.models import build_model
 from vertebral_fracture.slicing import SliceStack
@@ -514,6 +515,22 @@ def test_resume_matches_uninterrupted_run(split, uninterrupted, tmp_path: Path) 
             *split, tiny_params(resume=True, encoder="efficientnet_b0"), last_checkpoint=last,
             progress=False,
         )  # fmt: skip
+
+
+def test_training_on_memory_mapped_stacks_matches_in_memory(split, uninterrupted, tmp_path):
+    result, *_ = uninterrupted
+    mapped = []
+    for stacks in split:
+        for stack in stacks:
+            dataset = SliceStackDataset(filepath=str(tmp_path / f"{stack.case_id}.npz"))
+            dataset.save(stack)
+            mapped.append(dataset.load())
+    assert all(isinstance(stack.images, np.memmap) for stack in mapped)
+    trained = train(mapped[: len(split[0])], mapped[len(split[0]) :], tiny_params(), progress=False)
+    pd.testing.assert_frame_equal(
+        trained.history.drop(columns="seconds"), result.history.drop(columns="seconds")
+    )
+    _assert_same_weights(trained.model.state_dict(), result.model.state_dict())
 
 
 def test_best_epoch_is_judged_by_a_task_metric_not_the_loss():
