@@ -266,6 +266,39 @@ def test_evaluate_scores_a_new_folder_and_keeps_real_ct_geometry(project, tmp_pa
         assert PATIENT_NAME.split("^")[0] not in text
 
 
+def test_parallel_runner_infers_and_fuses_as_the_serial_run(project, tmp_path):
+    copy = tmp_path / "parallel"
+    shutil.copytree(project, copy)
+    shutil.rmtree(copy / "data/07_model_output")
+    thresholds = [
+        f"data/06_models/{name}_thresholds.json" for name in ("fusion", "lesion", "vertebra")
+    ]
+    for name in thresholds:
+        (copy / name).unlink()
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
+    kedro = Path(sys.executable).with_name("kedro")
+    for pipeline in ("inference", "fusion"):  # from a fresh process, as the README shows
+        run = subprocess.run(
+            [str(kedro), "run", "--pipeline", pipeline, "--runner", "ParallelRunner"]
+            + ["--runner-params", "max_workers=2"],
+            cwd=copy, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+    outputs = [
+        path.relative_to(project)
+        for folder in ("probabilities", "fused", "label_maps")
+        for path in sorted((project / "data/07_model_output" / folder).rglob("*.nii.gz"))
+    ]
+    assert outputs and all((copy / path).is_file() for path in outputs)
+    for path in outputs:
+        np.testing.assert_array_equal(
+            np.asanyarray(nib.load(copy / path).dataobj),
+            np.asanyarray(nib.load(project / path).dataobj),
+        )
+    for name in thresholds:
+        assert json.loads((copy / name).read_text()) == json.loads((project / name).read_text())
+
+
 def test_kedro_viz_build_lists_the_pipelines_offline(project):
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
     kedro = Path(sys.executable).with_name("kedro")
