@@ -25,24 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_benchmark import ROOT, environment, source_commit  # noqa: E402
+from run_benchmark import environment, project_copy, source_commit  # noqa: E402
 
 #: Figures kept per method from ``metrics.json`` (FROC: sensitivity at 1 and 2 FP per scan).
 FIGURES = ("pr_auc", "recall", "f1")
 FROC_KEPT = ("1", "2")
-
-
-def demo_copy(folder: Path) -> Path:
-    """A copy of the project's configuration with an empty data folder (the package is
-    installed; Kedro only checks that ``src`` exists)."""
-    project = folder / "project"
-    shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()  # the user's own settings stay out of the measurement
-    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
-    (project / ".telemetry").write_text("consent: false\n")
-    (project / "data").mkdir()
-    (project / "src").mkdir()
-    return project
 
 
 def run_demo(project: Path, seed: int) -> dict:
@@ -79,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="demo_seeds_"))
     try:
-        project = demo_copy(folder)
+        project = project_copy(folder)
         runs = []
         for seed in args.seeds:
             runs.append(run_demo(project, seed))

@@ -77,6 +77,19 @@ def prepare_smoke_project(folder: Path) -> Path:
     )
 
 
+def project_copy(folder: Path) -> Path:
+    """``folder/project``: the project's configuration (without the user's ``conf/local``
+    settings) and an empty data folder, to run the installed package's pipelines in."""
+    project = folder / "project"
+    shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
+    (project / ".telemetry").write_text("consent: false\n")
+    (project / "data").mkdir()
+    (project / "src").mkdir()  # the package is installed; Kedro only checks the folder exists
+    return project
+
+
 def prepare_project(folder: Path, overrides: dict) -> Path:
     """A throw-away copy of the project's conf whose bench parameters get ``overrides``
     deep-merged; its ``training`` entry is merged into every view's and variant's schedule."""
@@ -84,12 +97,7 @@ def prepare_project(folder: Path, overrides: dict) -> Path:
 
     from vertebral_fracture.pipelines.views import VIEWS
 
-    project = folder / "project"
-    shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
-    (project / ".telemetry").write_text("consent: false\n")
-    (project / "data").mkdir()
-    (project / "src").mkdir()  # the package is installed; Kedro only checks the folder exists
+    project = project_copy(folder)
     bench = project / "conf" / "bench" / "parameters.yml"
     overrides = dict(overrides)
     training = overrides.pop("training", None)
