@@ -171,6 +171,29 @@ def test_scanner_steps_change_the_image_not_the_mask() -> None:
     assert changed >= 5  # thickness, pixel size, blur, sharpening and gamma do happen
 
 
+def test_a_wide_context_gets_each_slice_s_scanner_look() -> None:
+    # OpenCV resizes at most 4 channels at once: 7 context slices must still pass, each
+    # slice thickened and coarsened exactly as it would be alone
+    aug = SliceAugmenter(
+        AugmentationParams(
+            rotation_deg=0, shift=0, scale=0, flip=False, noise_std=0, brightness_contrast=0
+        ),
+        view="sagittal",
+    )
+    rng = np.random.default_rng(0)
+    image = rng.random((64, 64, 7), dtype=np.float32)
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    changed = 0
+    for seed in range(20):
+        out, _ = aug(image, mask, seed=seed)
+        assert out.shape == image.shape
+        for c in range(image.shape[-1]):
+            alone, _ = aug(image[..., c : c + 1], mask, seed=seed)
+            np.testing.assert_allclose(out[..., c], alone[..., 0], atol=1e-6)
+        changed += not np.allclose(out, image)
+    assert changed >= 5
+
+
 @pytest.mark.parametrize(("view", "z_axis"), [("coronal", 1), ("sagittal", 1), ("axial", None)])
 def test_thicker_slices_blur_along_z_only(view: str, z_axis: int | None) -> None:
     from vertebral_fracture.training.augmentation import AxisResample, slice_axis_in_plane

@@ -40,6 +40,31 @@ def slice_axis_in_plane(view: str) -> int | None:
     return in_plane.index(2) if 2 in in_plane else None
 
 
+#: OpenCV resizes (area interpolation) at most this many channels at once.
+CV_MAX_CHANNELS = 4
+
+
+def by_channel_groups(apply):
+    """Wrap a transform's ``apply`` so it runs on groups of at most ``CV_MAX_CHANNELS``
+    channels: a wide 2.5D context (``in_channels`` > 4) passes OpenCV's resize, and inputs of
+    up to 4 channels are transformed exactly as before."""
+
+    def grouped(self, img: np.ndarray, *args, **params) -> np.ndarray:
+        if img.ndim < 3 or img.shape[-1] <= CV_MAX_CHANNELS:
+            return apply(self, img, *args, **params)
+        groups = range(0, img.shape[-1], CV_MAX_CHANNELS)
+        parts = [apply(self, img[..., i : i + CV_MAX_CHANNELS], *args, **params) for i in groups]
+        return np.concatenate([part.reshape(*part.shape[:2], -1) for part in parts], axis=-1)
+
+    return grouped
+
+
+class Downscale(A.Downscale):
+    """albumentations' ``Downscale`` (coarser pixels), for any number of channels."""
+
+    apply = by_channel_groups(A.Downscale.apply)
+
+
 class AxisResample(A.ImageOnlyTransform):
     """Down- then up-sampling along one image axis: a thicker slice's partial volume.
 
@@ -54,6 +79,7 @@ class AxisResample(A.ImageOnlyTransform):
     def get_params(self) -> dict[str, float]:
         return {"factor": self.py_random.uniform(1.0, self.max_factor)}
 
+    @by_channel_groups
     def apply(self, img: np.ndarray, factor: float = 1.0, **params) -> np.ndarray:
         height, width = img.shape[:2]
         size = [width, height]  # cv2 sizes are (width, height)
@@ -96,7 +122,7 @@ class SliceAugmenter:
             transforms.append(AxisResample(z_axis, params.slice_thickness, p=0.3))
         if params.in_plane_downscale < 1:
             transforms.append(
-                A.Downscale(
+                Downscale(
                     scale_range=(params.in_plane_downscale, 1.0),
                     interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
                     p=0.2,
