@@ -58,11 +58,11 @@ def read_npz(path: Path, *, mmap: bool) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
-            mapped = _map_member(path, handle, info) if mmap else None
-            if mapped is None:
+            array = _map_member(path, handle, info) if mmap else None
+            if array is None:
                 with archive.open(info) as member:
-                    mapped = np.lib.format.read_array(member, allow_pickle=False)
-            arrays[name] = mapped
+                    array = np.lib.format.read_array(member, allow_pickle=False)
+            arrays[name] = array
     return arrays
 
 

@@ -12,6 +12,7 @@ or of which DataLoader worker runs it (the sampler hands one seed per drawn slic
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import albumentations as A
 import cv2
@@ -44,7 +45,7 @@ def slice_axis_in_plane(view: str) -> int | None:
 CV_MAX_CHANNELS = 4
 
 
-def by_channel_groups(apply):
+def by_channel_groups(apply: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     """Wrap a transform's ``apply`` so it runs on groups of at most ``CV_MAX_CHANNELS``
     channels: a wide 2.5D context (``in_channels`` > 4) passes OpenCV's resize, and inputs of
     up to 4 channels are transformed exactly as before."""
