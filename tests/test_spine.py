@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -19,8 +20,18 @@ from vertebral_fracture.slicing import (
     extract_slices,
     spine_windows,
 )
-from vertebral_fracture.spine import body_label_map, find_vertebral_bodies, locate_spine
-from vertebral_fracture.vertebrae import measure_vertebrae
+from vertebral_fracture.spine import (
+    body_label_map,
+    find_vertebral_bodies,
+    locate_spine,
+    name_levels,
+)
+from vertebral_fracture.vertebrae import (
+    FOUND_BODIES,
+    found_body_ids,
+    level_names,
+    measure_vertebrae,
+)
 
 BODY_TISSUES = (Tissue.TRABECULAR, Tissue.OSTEOPOROTIC_TRABECULAR)
 VERTEBRA_LABELS = range(26, 34)  # TotalSegmentator: S1 .. T11
@@ -205,3 +216,105 @@ def test_bodies_are_found_without_a_label_map_on_phantoms():
         )
     truth, near, found, in_view = totals
     assert near >= 0.9 * truth and found <= in_view
+
+
+# ------------------------------------------------------------------------------ level names
+
+BLOCK_MM = (2.0, 2.0, 2.0)
+
+
+def _block_spine(ribs: int, lumbar: int, sacrum: bool) -> tuple[np.ndarray, list[str]]:
+    """(X, Y, Z) HU of a spine of blocks at ``BLOCK_MM``: ``ribs`` bodies whose bone reaches
+    60 mm sideways (ribs) over ``lumbar`` ones with 25 mm transverse processes, over a sacrum
+    (alae 52 mm out, ilia 56-95 mm out); and their true levels from the top (T12 the last
+    rib-bearing one, S1 the sacrum)."""
+    n = ribs + lumbar + sacrum
+    pitch, height = 36.0, 26.0  # mm: a body and its disc, a body
+    shape = (130, 70, int((n * pitch + 40) / BLOCK_MM[2]))
+    x, y, z = np.meshgrid(
+        *(np.arange(k) * d for k, d in zip(shape, BLOCK_MM, strict=True)), indexing="ij"
+    )
+    x, y = x - 130.0, y - 70.0
+    hu = np.full(shape, 40.0, np.float32)
+    for i in range(n):
+        top = z.max() - 20 - i * pitch
+        slab = (z <= top) & (z >= top - height)
+        hu[slab & (np.abs(x) <= 20) & (np.abs(y - 5) <= 15)] = 250.0
+        reach = 60.0 if i < ribs else 25.0
+        hu[slab & (z >= top - 10) & (np.abs(x) <= reach) & (np.abs(y + 14) <= 3)] = 700.0
+    names = [f"T{13 - ribs + i}" for i in range(ribs)] + [f"L{i + 1}" for i in range(lumbar)]
+    if sacrum:
+        top = z.max() - 20 - (n - 1) * pitch
+        alae = (z <= top) & (np.abs(x) <= 52) & (np.abs(y - 2) <= 8)
+        ilia = (z <= top + 10) & (np.abs(x) >= 56) & (np.abs(x) <= 95) & (np.abs(y + 5) <= 6)
+        hu[alae | ilia] = 500.0
+        names.append("S1")
+    return hu, names
+
+
+def _named(hu: np.ndarray, spacing) -> tuple[list[tuple[int, int]], list[str | None] | None]:
+    spine = locate_spine(hu, spacing)
+    bodies = find_vertebral_bodies(hu, spacing, spine)
+    return bodies, name_levels(hu, spacing, spine, bodies)
+
+
+@pytest.mark.parametrize(
+    ("ribs", "lumbar", "sacrum"),
+    [(3, 3, False), (0, 5, True), (2, 5, True)],
+    ids=["ribs", "sacrum", "both"],
+)
+def test_levels_are_named_from_the_last_rib_and_the_sacrum(ribs, lumbar, sacrum):
+    hu, truth = _block_spine(ribs, lumbar, sacrum)
+    bodies, names = _named(hu, BLOCK_MM)
+    assert len(bodies) == len(truth) and names == truth
+
+
+def test_the_sacrum_wins_over_the_ribs_with_four_lumbar_vertebrae(caplog):
+    hu, _ = _block_spine(2, 4, True)  # T11, T12, then only four lumbar vertebrae
+    with caplog.at_level(logging.WARNING, logger="vertebral_fracture.spine"):
+        _, names = _named(hu, BLOCK_MM)
+    assert names == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]  # counted up from S1
+    assert "counting from the sacrum" in caplog.text
+
+
+def test_bodies_stay_numbered_without_a_rib_or_sacrum_in_view():
+    hu, _ = _block_spine(0, 5, False)
+    bodies, names = _named(hu, BLOCK_MM)
+    assert names is None and found_body_ids(len(bodies), names) == [1, 2, 3, 4, 5]
+    # phantoms show no sacrum, and their lower ribs reach no farther than lumbar processes
+    params = PhantomSetParams(n_cases=2, shape=(72, 72, 96), spacing_mm=(1.5, 1.5, 1.5), seed=11)
+    for phantom in generate_phantom_set(params):
+        ct = nib.as_closest_canonical(phantom.ct)
+        _, names = _named(np.asanyarray(ct.dataobj, dtype=np.float32), ct.header.get_zooms()[:3])
+        assert names is None
+
+
+def test_the_real_ct_levels_agree_with_its_label_map():
+    """Found bodies of the real CT, named from its sacrum (its ribs are out of view), lie in
+    the label map's vertebrae of their names: most of each body's voxels, for the bodies fully
+    in view. The finder splits L1 in two there, so the body above it, mostly L1's upper part
+    with T12's lower, is named T12: one body off."""
+    ct, _ = to_canonical(nib.load(REAL_CT), None, CANONICAL_MM)  # as the pipelines do
+    truth = nib.load(REAL_CT_VERTEBRAE)
+    hu = np.asanyarray(ct.dataobj, dtype=np.float32)
+    spine = locate_spine(hu, CANONICAL_MM)
+    bodies = find_vertebral_bodies(hu, CANONICAL_MM, spine)
+    names = name_levels(hu, CANONICAL_MM, spine, bodies)
+    assert names is not None
+    found = body_label_map(hu, CANONICAL_MM, spine, bodies, found_body_ids(len(bodies), names))
+    truth_labels = resample(
+        np.asanyarray(truth.dataobj), truth.affine, ct.affine, hu.shape, order=0
+    )
+    truth_names = level_names("totalsegmentator")
+    agree = {}
+    for row in measure_vertebrae(found, ct.affine, FOUND_BODIES):
+        if row["complete"]:
+            inside = truth_labels[found == row["label"]].astype(np.int64)
+            inside = inside[inside > 0]
+            agree[row["vertebra"]] = (
+                truth_names.get(int(np.bincount(inside).argmax()), "") == (row["vertebra"])
+                if inside.size
+                else False
+            )
+    assert set(agree) == {"T12", "L1", "L2", "L3", "L4", "L5", "S1"}
+    assert all(ok for name, ok in agree.items() if name != "T12")

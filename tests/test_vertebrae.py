@@ -10,8 +10,10 @@ import pytest
 from scipy import ndimage
 
 from vertebral_fracture.vertebrae import (
+    FOUND_BODIES,
     TOTALSEGMENTATOR_IDS,
     body_morphometry,
+    found_body_ids,
     fractured_vertebrae,
     genant_grade,
     level_names,
@@ -166,6 +168,20 @@ def test_measure_vertebrae_names_the_levels_of_the_real_ct():
     lumbar = [r for r in rows if r["vertebra"].startswith("L")]
     assert all(r["complete"] for r in lumbar)
     assert all(15.0 < r["posterior_mm"] < 40.0 for r in lumbar)
+
+
+def test_found_bodies_are_numbered_or_named_and_never_graded():
+    assert found_body_ids(3) == [1, 2, 3]
+    ids = found_body_ids(3, ["L5", "S1", None])  # a body below the sacrum is left out
+    assert ids == [127, 126, 0]
+    names = level_names(FOUND_BODIES)
+    assert (names[1], names[127], names[126], names[132]) == ("V1", "L5", "S1", "T12")
+    labels = np.zeros((40, 40, 90), np.int16)
+    for label, z in ((130, 40), (129, 10)):  # L2 over L3, as blocks
+        labels[10:30, 10:30, z : z + 25] = label
+    rows = measure_vertebrae(labels, np.eye(4), FOUND_BODIES)
+    assert [r["vertebra"] for r in rows] == ["L2", "L3"]
+    assert all(r["complete"] and r["grade"] is None for r in rows)
 
 
 def test_vertebra_score_averages_the_top_volume():

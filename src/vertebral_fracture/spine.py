@@ -11,10 +11,15 @@ The curve is smoothed along z. Centres are where the models' windows go (``slici
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from vertebral_fracture.vertebrae import LEVELS
+
+logger = logging.getLogger(__name__)
 
 #: Working voxel size (mm): enough to resolve a vertebral body (~40 mm), fast on any scan.
 COARSE_MM = 2.5
@@ -220,7 +225,7 @@ def find_vertebral_bodies(
     The mean density of a box inside the body, following the located column
     (``locate_spine``), dips at every disc; the minima at least ``MIN_BODY_MM`` apart with a
     prominence of ``DISC_PROMINENCE`` split the column into bodies. A training-free method
-    that needs no label map; it does not name levels.
+    that needs no label map; ``name_levels`` names them where it can.
 
     Args:
         hu: (X, Y, Z) CT in HU on a RAS grid (canonical: z superior).
@@ -267,15 +272,20 @@ def body_label_map(
     spacing: Sequence[float],
     spine: np.ndarray,
     bodies: Sequence[tuple[int, int]],
+    ids: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """(X, Y, Z) int16 map of found bodies, numbered 1, 2, ... from the top.
+    """(X, Y, Z) int16 map of found bodies: body i has ``ids[i]`` (0 leaves it out), by default
+    1, 2, ... from the top (``vertebrae.found_body_ids`` gives named ones).
 
     Each body is its bone (``BODY_BONE_HU``, the cortical ring filled per slice) inside a box
     around the located column over its slice range.
     """
     sx, sy, _ = (float(s) for s in spacing)
     labels = np.zeros(hu.shape, np.int16)
-    for number, (start, stop) in enumerate(bodies, start=1):
+    ids = range(1, len(bodies) + 1) if ids is None else ids
+    for number, (start, stop) in zip(ids, bodies, strict=True):
+        if not number:
+            continue
         for z in range(start, stop + 1):
             cx, cy = spine[z]
             xs = _span(cx, BODY_HALF_WIDTH_MM / sx, BODY_HALF_WIDTH_MM / sx, hu.shape[0])
@@ -283,3 +293,181 @@ def body_label_map(
             bone = ndimage.binary_fill_holes(ndimage.binary_closing(hu[xs, ys, z] >= BODY_BONE_HU))
             labels[xs, ys, z][bone] = number
     return labels
+
+
+# --------------------------------------------------------------------------------- levels
+
+#: Bone (HU) of ribs, processes and the pelvis: cortex of thin bone at partial volume (muscle
+#: and unenhanced blood stay below).
+LATERAL_BONE_HU = 200.0
+#: Bone beside a body is sought no farther than this in front of the located centre (mm):
+#: ribs, transverse processes and the sacral alae lie behind it; the aorta and the iliac
+#: arteries (contrast up to ~400 HU) in front of the bodies do not.
+LATERAL_FRONT_MM = 5.0
+#: A body's own bone in each slice: within this half width (mm) of the centre, from this far
+#: behind it (the posterior wall and pedicles, where ribs and processes attach).
+SEED_HALF_WIDTH_MM = 12.0
+SEED_BACK_MM = 8.0
+#: A rib continues farther than this from the column's centre (mm) in its vertebra's slices,
+#: bone joined to the vertebra (head, neck, shaft), beyond the transverse processes of T12-L2
+#: (<= ~35 mm) ...
+RIB_REACH_MM = 40.0
+#: ... and a body whose joined bone stays within this is rib-free (L1's short processes and a
+#: body <= ~25 mm half wide). Reaches in between tell nothing: no rib anchor is taken there.
+RIB_FREE_MM = 30.0
+#: The field must start with at least this many rib-bearing bodies (T11 and T12 carry ribs in
+#: everyone): one body's bone reaching far is as likely a vessel or a cut-off rib above.
+MIN_RIB_BODIES = 2
+#: The sacral alae: bone on both sides between these distances from the centre (mm) at the
+#: body's depth (``ALA_BAND_MM`` around the centre, in front of the lumbar transverse
+#: processes): beyond the widest lumbar body (half width <= ~28 mm), within the sacrum
+#: (~50 mm half wide at S1).
+ALA_MM = (35.0, 50.0)
+ALA_BAND_MM = (-8.0, 12.0)
+#: The ilia: bone on both sides this far out (mm), beside and behind the body; the pelvis
+#: flanks the sacrum and whatever the scan shows below it.
+ILIUM_MM = (60.0, 100.0)
+ILIUM_BAND_MM = (-40.0, 20.0)
+#: A body counts as flanked (by alae, by ilia) over at least this height of its slices (mm):
+#: the alae are 30-40 mm tall at S1; a slice where an L5 transverse process touches is not.
+FLANKED_MIN_MM = 10.0
+#: A body's reach is the one its bone keeps over this height (mm) of its slices, not one
+#: slice's (a vessel or the next rib bridging once).
+REACH_HEIGHT_MM = 5.0
+
+
+def name_levels(
+    hu: np.ndarray,
+    spacing: Sequence[float],
+    spine: np.ndarray,
+    bodies: Sequence[tuple[int, int]],
+) -> list[str | None] | None:
+    """Level names of found bodies from two anatomical anchors, or None where neither is seen.
+
+    * Sacrum: the topmost of the lowest bodies flanked by the sacral alae (``ALA_MM``), with
+      only pelvis (``ILIUM_MM``) below it and an unflanked body above it, is S1; the bodies
+      above count up from L5.
+    * Ribs: where the field starts with ``MIN_RIB_BODIES`` or more rib-bearing bodies (bone
+      reaching beyond ``RIB_REACH_MM``, ``lateral_reach``) and the next body is clearly
+      rib-free (within ``RIB_FREE_MM``), the last rib-bearing one is T12; the bodies below
+      count down from L1.
+
+    Where both are seen and disagree, the sacrum is kept (a short 12th rib passes for a
+    transverse process, a lumbar rib for a rib) and a warning logged: 4 or 6 lumbar
+    vertebrae also make them disagree. Counting assumes that every body between the anchor
+    and the one named was found (one missed or split shifts the names).
+
+    Args:
+        hu: (X, Y, Z) CT in HU on a RAS grid (canonical: z superior).
+        spacing: (3,) voxel size in mm.
+        spine: (Z, 2) column centres (``locate_spine``).
+        bodies: slice ranges of the bodies from the top (``find_vertebral_bodies``).
+
+    Returns:
+        One level name per body from the top (None for a body beyond C1-S1: the sacrum's
+        lower segments and the pelvis below it), or None when no anchor is seen.
+    """
+    anchors = {}
+    sacrum = _sacrum(hu, spacing, spine, bodies)
+    if sacrum is not None:
+        anchors["sacrum"] = LEVELS.index("S1") - sacrum
+    t12 = _last_rib_bearing(hu, spacing, spine, bodies)
+    if t12 is not None:
+        anchors["ribs"] = LEVELS.index("T12") - t12
+    if not anchors:
+        return None
+    if len(set(anchors.values())) > 1:
+        logger.warning(
+            "The sacrum and the last rib-bearing vertebra disagree on the levels by %d "
+            "(lumbar transitional anatomy, or a body missed or split); counting from the sacrum.",
+            abs(anchors["ribs"] - anchors["sacrum"]),
+        )
+    offset = anchors.get("sacrum", anchors.get("ribs"))
+    return [
+        LEVELS[offset + i] if 0 <= offset + i < len(LEVELS) else None for i in range(len(bodies))
+    ]
+
+
+def _sacrum(
+    hu: np.ndarray, spacing: Sequence[float], spine: np.ndarray, bodies: Sequence[tuple[int, int]]
+) -> int | None:
+    """Index of the body that is S1, or None: the topmost of the run of ala-flanked bodies
+    below which every body is pelvis (ilium-flanked), with an unflanked body above it."""
+    index = None
+    for i in range(len(bodies) - 1, -1, -1):
+        alae = _flanked_height(hu, spacing, spine, bodies[i], ALA_MM, ALA_BAND_MM)
+        if alae >= FLANKED_MIN_MM:
+            index = i
+        elif index is not None:
+            return index  # the body above the sacrum is not flanked by alae: a lumbar one
+        elif _flanked_height(hu, spacing, spine, bodies[i], ILIUM_MM, ILIUM_BAND_MM) < (
+            FLANKED_MIN_MM
+        ):
+            return None  # below the sacrum there is only pelvis
+    return None
+
+
+def _last_rib_bearing(
+    hu: np.ndarray, spacing: Sequence[float], spine: np.ndarray, bodies: Sequence[tuple[int, int]]
+) -> int | None:
+    """Index of the last rib-bearing body (T12) of the run the field starts with, when the
+    run is ``MIN_RIB_BODIES`` long and a clearly rib-free body follows it; else None."""
+    for i, body in enumerate(bodies):
+        reach = lateral_reach(hu, spacing, spine, body)
+        if reach < RIB_REACH_MM:
+            return i - 1 if i >= MIN_RIB_BODIES and reach <= RIB_FREE_MM else None
+    return None
+
+
+def lateral_reach(
+    hu: np.ndarray, spacing: Sequence[float], spine: np.ndarray, body: tuple[int, int]
+) -> float:
+    """How far (mm) from the column's centre the bone joined to a body reaches sideways.
+
+    Per slice of the body, the bone (``LATERAL_BONE_HU``) behind ``LATERAL_FRONT_MM`` in
+    front of the centre that connects to the body's posterior wall and pedicles: transverse
+    processes, ribs, the sacral alae and ilia. Each side's reach is the one kept over
+    ``REACH_HEIGHT_MM`` of the body's slices (a rotated vertebra shows its two ribs in
+    different slices); the body's is the shorter side's.
+    """
+    sx, sy, sz = (float(s) for s in spacing)
+    reaches = []
+    for z in range(body[0], body[1] + 1):
+        cx, cy = spine[z]
+        bone = hu[:, :, z] >= LATERAL_BONE_HU
+        bone[:, int(round(cy + LATERAL_FRONT_MM / sy)) + 1 :] = False
+        components, _ = ndimage.label(bone)
+        seed = components[
+            _span(cx, SEED_HALF_WIDTH_MM / sx, SEED_HALF_WIDTH_MM / sx, hu.shape[0]),
+            _span(cy, SEED_BACK_MM / sy, LATERAL_FRONT_MM / sy, hu.shape[1]),
+        ]
+        joined = np.isin(components, seed[seed > 0])
+        xs = np.nonzero(joined.any(axis=1))[0]
+        reaches.append((cx - xs.min(), xs.max() - cx) if xs.size else (0.0, 0.0))
+    kept = min(max(int(np.ceil(REACH_HEIGHT_MM / sz)), 1), len(reaches))
+    return float(np.sort(reaches, axis=0)[-kept].min() * sx)
+
+
+def _flanked_height(
+    hu: np.ndarray,
+    spacing: Sequence[float],
+    spine: np.ndarray,
+    body: tuple[int, int],
+    lateral_mm: tuple[float, float],
+    band_mm: tuple[float, float],
+) -> float:
+    """Height (mm) of a body's slices with bone (``LATERAL_BONE_HU``) on both sides between
+    ``lateral_mm`` from the centre, in the depth band ``band_mm`` (along y) around it."""
+    sx, sy, sz = (float(s) for s in spacing)
+    x = np.arange(hu.shape[0]) * sx
+    flanked = 0
+    for z in range(body[0], body[1] + 1):
+        cx, cy = spine[z]
+        band = hu[:, _span(cy, -band_mm[0] / sy, band_mm[1] / sy, hu.shape[1]), z]
+        bone = (band >= LATERAL_BONE_HU).any(axis=1)
+        offset = x - cx * sx
+        flanked += all(
+            bone[(side * offset >= lateral_mm[0]) & (side * offset <= lateral_mm[1])].any()
+            for side in (-1, 1)
+        )
+    return flanked * sz

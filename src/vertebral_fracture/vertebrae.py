@@ -7,8 +7,10 @@ conventions are understood (``LABEL_CONVENTIONS``):
   26 = S1, 27 = L5 ... 31 = L1, 32 = T12 ... 43 = T1, 44 = C7 ... 50 = C1.
 * ``verse`` (VerSe challenge, Sekuboyina et al., Medical Image Analysis 2021): 1-7 = C1-C7,
   8-19 = T1-T12, 20-24 = L1-L5, 25 = L6, 26 = sacrum, 28 = T13.
-* ``numbered``: 1, 2, ... = V1, V2, ... from the top, the bodies ``spine.find_vertebral_bodies``
-  finds in a scan that comes without a label map (levels not named).
+* ``numbered``: the bodies ``spine.find_vertebral_bodies`` finds in a scan that comes without
+  a label map. Where ``spine.name_levels`` tells the levels (sacrum, last rib-bearing
+  vertebra), a body's id is ``NAMED_FOUND_OFFSET`` plus its TotalSegmentator id (126 = S1,
+  127 = L5 ... 132 = T12 ...); where it cannot, 1, 2, ... = V1, V2, ... from the top.
 
 Morphometry follows the six-point method of radiologists (Genant et al., J Bone Miner Res
 1993): anterior, middle and posterior heights of the vertebral body, measured along the
@@ -18,6 +20,7 @@ height ratio, and TotalSegmentator's spine report flags a compression below 0.8.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,12 +36,17 @@ LEVELS: tuple[str, ...] = (
 
 #: Convention of the bodies found in a scan given without a label map: each label is a body.
 FOUND_BODIES = "numbered"
+#: A found body whose level was told has this plus its TotalSegmentator id: clear of the
+#: numbers V1-V60, and the level readable in any viewer (127 - 100 = 27 = L5).
+NAMED_FOUND_OFFSET = 100
 
 LABEL_CONVENTIONS: dict[str, dict[int, str]] = {
     "totalsegmentator": {50 - i: name for i, name in enumerate(LEVELS[:24])} | {26: "S1"},
     "verse": {i + 1: name for i, name in enumerate(LEVELS[:24])} | {25: "L6", 26: "S1", 28: "T13"},
     # bodies found in the CT without a label map (``spine.find_vertebral_bodies``), from the top
-    FOUND_BODIES: {k: f"V{k}" for k in range(1, 61)},
+    FOUND_BODIES: {k: f"V{k}" for k in range(1, 61)}
+    | {NAMED_FOUND_OFFSET + 50 - i: name for i, name in enumerate(LEVELS[:24])}
+    | {NAMED_FOUND_OFFSET + 26: "S1"},
 }
 #: Level name -> TotalSegmentator id (the phantoms' vertebra label maps).
 TOTALSEGMENTATOR_IDS: dict[str, int] = {
@@ -48,8 +56,9 @@ TOTALSEGMENTATOR_IDS: dict[str, int] = {
 #: Genant's semi-quantitative grade g (1-3) starts at a height loss of ``GRADE_LOSS_MIN[g - 1]``
 #: (20-25 % mild, 25-40 % moderate, over 40 % severe).
 GRADE_LOSS_MIN: tuple[float, ...] = (0.20, 0.25, 0.40)
-#: Levels whose bodies are measured and graded: C1-C2 and the sacrum have no comparable body,
-#: and bodies found without a label map (``numbered``) have no exact outline.
+#: Levels whose bodies are measured and graded: C1-C2 and the sacrum have no comparable body.
+#: Bodies found without a label map (``numbered``, named or not) are not graded either: they
+#: have no exact outline.
 GRADED_LEVELS: frozenset[str] = frozenset(LEVELS[2:-1]) | {"L6", "T13"}
 #: Middle height of an intact body over its walls' (dished endplates; 0.79 of the anterior
 #: wall in the real L3 of tests/data/real_vertebra, 0.9 in the phantoms).
@@ -81,6 +90,15 @@ def level_rank(name: str) -> float:
     if name.startswith("V") and name[1:].isdigit():
         return float(name[1:])
     return float("inf")
+
+
+def found_body_ids(count: int, levels: Sequence[str | None] | None = None) -> list[int]:
+    """Label ids (``FOUND_BODIES``) of ``count`` found bodies from the top: 1, 2, ... where
+    their ``levels`` (``spine.name_levels``) are not told (None), else ``NAMED_FOUND_OFFSET``
+    plus each body's TotalSegmentator id, 0 (left out of the map) for a body without a level."""
+    if levels is None:
+        return list(range(1, count + 1))
+    return [NAMED_FOUND_OFFSET + TOTALSEGMENTATOR_IDS[name] if name else 0 for name in levels]
 
 
 def unknown_labels(labels: np.ndarray, convention: str) -> list[int]:
@@ -356,7 +374,10 @@ def measure_vertebrae(labels: np.ndarray, affine: np.ndarray, convention: str) -
             and (start + voxels.max(axis=0) < np.array(labels.shape) - 1).all()
         )
         measured.append((label, body_morphometry(body, local, axis), complete))
-    graded = [complete and names[label] in GRADED_LEVELS for label, _, complete in measured]
+    graded = [
+        complete and convention != FOUND_BODIES and names[label] in GRADED_LEVELS
+        for label, _, complete in measured
+    ]
     walls = [
         max(m.anterior_mm, m.posterior_mm) if ok else np.nan
         for (_, m, _), ok in zip(measured, graded, strict=True)

@@ -27,8 +27,13 @@ from vertebral_fracture.pipelines.data_processing.params import DataProcessingPa
 from vertebral_fracture.preprocessing import resample, to_canonical, window
 from vertebral_fracture.progress import Progress
 from vertebral_fracture.slicing import SliceStack, extract_slices
-from vertebral_fracture.spine import body_label_map, find_vertebral_bodies, locate_spine
-from vertebral_fracture.vertebrae import FOUND_BODIES
+from vertebral_fracture.spine import (
+    body_label_map,
+    find_vertebral_bodies,
+    locate_spine,
+    name_levels,
+)
+from vertebral_fracture.vertebrae import FOUND_BODIES, found_body_ids
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +184,8 @@ def vertebra_maps(
 
     The map given beside the scan (``<case>_vertebrae``, its ids as the case index's
     ``vertebra_convention`` says), else the vertebral bodies found in the canonical CT
-    (``spine.find_vertebral_bodies``), numbered from the top.
+    (``spine.find_vertebral_bodies``), named where ``spine.name_levels`` tells their levels
+    (sacrum, last rib-bearing vertebra), else numbered from the top.
     """
 
     def given(record: dict) -> nib.Nifti1Image:
@@ -196,7 +202,9 @@ def vertebra_maps(
         hu = np.asanyarray(ct.dataobj, dtype=np.float32)
         spacing = ct.header.get_zooms()[:3]
         spine = locate_spine(hu, spacing)
-        labels = body_label_map(hu, spacing, spine, find_vertebral_bodies(hu, spacing, spine))
+        bodies = find_vertebral_bodies(hu, spacing, spine)
+        ids = found_body_ids(len(bodies), name_levels(hu, spacing, spine, bodies))
+        labels = body_label_map(hu, spacing, spine, bodies, ids)
         native = np.asarray(record["affine"], dtype=np.float64)
         on_scan = resample(labels, ct.affine, native, tuple(record["shape"]), order=0)
         return nib.Nifti1Image(np.rint(on_scan).astype(np.int16), native)
