@@ -45,6 +45,9 @@ FRONT_PERCENTILE = 80.0
 #: A voxel this dense is bone (thin cortex at partial volume stays above it; muscle, blood and
 #: noise stay below, except contrast-filled vessels).
 FRONT_HU = 180.0
+#: Running median of the front's depth along z (mm): shorter than a vertebra, longer than the
+#: stray edge of a vessel, plaque or endplate in a few slices.
+FRONT_MEDIAN_MM = 15.0
 #: Above this HU a voxel is inside the body (soft tissue, not air or lung); sets the midline.
 BODY_HU = -300.0
 #: In-plane smoothing (mm): merges cortex, marrow and posterior elements into one blob.
@@ -129,26 +132,36 @@ def _front_referenced(
     The body's anterior wall is cortex in every patient, while its marrow may be as dark as
     muscle (osteoporosis) and the posterior elements outweigh the body: a centroid is pulled
     back to the canal, the front edge is not. Works at full resolution, where a thin cortex
-    still stands out.
+    still stands out. A disc's annulus is no bone: a slice without a front takes the depth of
+    the front (behind it, the tracked centre) from its neighbours, and the depth is a running
+    median over ``FRONT_MEDIAN_MM``, so one slice's stray edge does not bend the curve. Where
+    no slice shows a front the tracked centre stays.
     """
     full = (track + 0.5) * factors[:2] - 0.5
+    per_slice = full[np.minimum(np.arange(hu.shape[2]) // factors[2], len(full) - 1)]
     band = FRONT_BAND_MM / spacing[0]
     x, y = np.arange(hu.shape[0]), np.arange(hu.shape[1])
-    centres = np.empty((hu.shape[2], 2))
-    for z in range(hu.shape[2]):
-        cx, cy = full[min(z // factors[2], len(full) - 1)]
+    depth = np.full(hu.shape[2], np.nan)  # front minus tracked centre, voxels along y
+    for z, (cx, cy) in enumerate(per_slice):
         ahead = (y >= cy) & (y <= cy + FRONT_REACH_MM / spacing[1])
         fronts = []
         for rows in ((x >= cx - band) & (x <= cx), (x >= cx) & (x <= cx + band)):
-            if not rows.any():
-                continue
             wide = np.percentile(hu[rows, :, z], FRONT_PERCENTILE, axis=0) >= FRONT_HU
-            bright = np.nonzero(ahead & wide)[0]
-            fronts.append(bright.max() if bright.size else cy + BODY_CENTRE_MM / spacing[1])
+            bright = np.nonzero(ahead & wide)[0] if rows.any() else []
+            if len(bright):
+                fronts.append(bright.max())
         # the body's front wall spans both halves of the band; a contrast-filled aorta or a
         # calcified plaque in front of it does not: the nearer of the two fronts is the body's
-        front = min(fronts) if fronts else cy + BODY_CENTRE_MM / spacing[1]
-        centres[z] = cx, front - BODY_CENTRE_MM / spacing[1]
+        if len(fronts) == 2:
+            depth[z] = min(fronts) - cy
+    found = np.nonzero(~np.isnan(depth))[0]
+    if found.size == 0:
+        return per_slice.astype(np.float64)
+    depth = np.interp(np.arange(hu.shape[2]), found, depth[found])
+    window = max(int(round(FRONT_MEDIAN_MM / spacing[2])) | 1, 1)
+    depth = ndimage.median_filter(depth, size=window, mode="nearest")
+    centres = per_slice.astype(np.float64)
+    centres[:, 1] += depth - BODY_CENTRE_MM / spacing[1]
     return centres
 
 
