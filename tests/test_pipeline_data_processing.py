@@ -9,9 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import REAL_CT
+from tests.conftest import REAL_CT, REAL_CT_VERTEBRAE
 from tests.kedro_project import make_tiny_project, run_pipeline
 from vertebral_fracture.datasets import SliceStackDataset
+from vertebral_fracture.vertebrae import FOUND_BODIES, level_names
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,30 @@ def test_real_scan_goes_through_as_inference_only_case(tmp_path):
     # 122 x 101 x 112 voxels at 3 mm span 363 x 300 x 333 mm: at 2 mm the whole view is kept,
     # the last canonical centre at or past the scan's last one
     assert stack.volume_shape == (183, 151, 168)
+
+
+def test_levels_of_the_real_scan_are_named_as_its_label_map_says(tmp_path):
+    """Given without its label map, the real CT's bodies are found and named from its sacrum
+    on the default canonical grid (1.25 mm; at the tiny project's 2 mm the finder splits
+    L3), written on the scan's grid, each lying mostly in the label map's vertebra of its
+    name."""
+    project = make_tiny_project(tmp_path / "project")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(REAL_CT, scans / "lumbar_ct.nii.gz")
+    params = {"raw_dir": str(scans), "data_processing": {"spacing_mm": [1.25, 1.25, 1.25]}}
+    run_pipeline(project, "data_processing", params=params, to_outputs=["vertebra_maps"])
+    found = nib.load(project / "data/03_primary/vertebrae/lumbar.nii.gz")
+    assert found.shape == nib.load(REAL_CT).shape
+    found_ids = np.asanyarray(found.dataobj)
+    truth = np.asanyarray(nib.load(REAL_CT_VERTEBRAE).dataobj).astype(np.int64)
+    names, truth_names = level_names(FOUND_BODIES), level_names("totalsegmentator")
+    given = {}
+    for label in np.unique(found_ids[found_ids > 0]):
+        inside = truth[(found_ids == label) & (truth > 0)]
+        given[names[int(label)]] = truth_names[int(np.bincount(inside).argmax())]
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(given)
+    assert all(name == true for name, true in given.items()), str(given)
 
 
 def test_rerun_gives_the_same_outputs(processed):
