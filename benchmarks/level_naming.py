@@ -1,10 +1,11 @@
 """How often the bodies found without a label map get their right level name.
 
-Phantoms of several fields of view (thoracic, thoraco-lumbar, lumbar; no sacrum in any)
-and the real CT of tests/data/real_ct (T11-S1, sacrum in view) go through what the pipelines
-do for a scan without a label map: canonical grid at 1.25 mm, ``locate_spine``,
-``find_vertebral_bodies``, ``name_levels``. A found body's true level is the label map's
-vertebra holding most of its voxels. Prints per case the (true, given) names and the totals.
+Phantoms of several fields of view (thoracic, thoraco-lumbar, lumbar; those reaching below L5
+show the sacrum and ilia) and the real CT of tests/data/real_ct (T11-S1, sacrum in view) go
+through what the pipelines do for a scan without a label map: canonical grid at 1.25 mm,
+``locate_spine``, ``find_vertebral_bodies``, ``name_levels``. A found body's true level is the
+label map's vertebra holding most of its voxels. Prints per case the (true, given) names and
+the totals.
 
     PYTHONPATH=src .venv/bin/python benchmarks/level_naming.py --phantoms 12   # 3 x 12 cases
 """

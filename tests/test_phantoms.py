@@ -33,6 +33,7 @@ from vertebral_fracture.vertebrae import (
 SHAPE = (56, 56, 48)  # a real-size lumbar field: 112 x 112 x 120 mm
 SPACING = (2.0, 2.0, 2.5)
 DEFAULT_LOOK = PhantomAppearance()
+ILIUM_FROM_MIDLINE_MM = 20.0  # the ilia: posterior superior iliac spines ~30-40 mm out
 
 
 def _params(**overrides) -> PhantomSetParams:
@@ -385,7 +386,11 @@ def test_vertebra_label_maps_name_the_levels_in_view_and_hold_each_fracture(phan
         present = {names[int(i)] for i in np.unique(labels) if i}
         assert set(ph.appearance["levels"]) <= present  # centres in view; cut ones may add
         bone = np.isin(_canonical(ph.tissue_labels), BONE)
-        assert (labels[bone] > 0).mean() > 0.99  # all bone is some vertebra's
+        # all bone is some vertebra's (the sacrum S1's) but the ilia, beside the column
+        spine_x = np.median(np.nonzero(labels > 0)[0]) * SPACING[0]
+        ilia = bone & (labels == 0)
+        assert np.all(np.abs(np.nonzero(ilia)[0] * SPACING[0] - spine_x) > ILIUM_FROM_MIDLINE_MM)
+        assert not ilia.any() or {"L5", "S1"} & present
         voxel_mm3 = float(np.prod(SPACING))
         fractured = fractured_vertebrae(labels, _canonical(ph.fracture_mask) > 0, voxel_mm3)
         for fracture in ph.fractures:
@@ -437,3 +442,59 @@ def test_fracture_appearance_follows_its_ranges():
     assert band.any() and 100.0 < np.median(ct[band]) < 260.0
     with pytest.raises(ValueError, match="low first"):
         PhantomAppearance(fracture_gap_hu=(80.0, 30.0))
+
+
+@pytest.fixture(scope="module")
+def lumbosacral() -> list[Phantom]:
+    """Fields centred on L5, wide enough for the sacroiliac joints (160 x 128 x 120 mm)."""
+    look = PhantomAppearance(levels=("L5", "L5"))
+    return generate_phantom_set(_params(n_cases=3, seed=40, shape=(80, 64, 48), appearance=look))
+
+
+def test_a_lumbar_field_shows_the_sacrum_below_l5_and_the_ilia_beside_it(lumbosacral):
+    """S1 and the sacrum carry S1's TotalSegmentator id (26) below L5's; bone of no vertebra
+    (the ilia) lies to both sides of the sacrum, lateral to it, as plates of cortex around
+    marrow; the sacroiliac joints separate the two."""
+    for ph in lumbosacral:
+        labels, tissue = _canonical(ph.vertebra_labels), _canonical(ph.tissue_labels)
+        sacrum, l5 = labels == TOTALSEGMENTATOR_IDS["S1"], labels == TOTALSEGMENTATOR_IDS["L5"]
+        assert "S1" in ph.appearance["levels"] and sacrum.sum() * np.prod(SPACING) > 20_000
+        z_sacrum, z_l5 = (np.nonzero(m)[2].mean() for m in (sacrum, l5))
+        assert z_sacrum < z_l5
+        ilia = np.isin(tissue, BONE) & (labels == 0)
+        x_ilia = (np.nonzero(ilia)[0] - np.median(np.nonzero(sacrum)[0])) * SPACING[0]
+        assert x_ilia.min() < -ILIUM_FROM_MIDLINE_MM and x_ilia.max() > ILIUM_FROM_MIDLINE_MM
+        assert np.all(np.abs(x_ilia) > ILIUM_FROM_MIDLINE_MM)
+        # a plate, not a block: cortex around marrow, mostly thin
+        marrow = np.isin(tissue, [Tissue.TRABECULAR, Tissue.OSTEOPOROTIC_TRABECULAR])
+        assert (ilia & marrow).any() and (ilia & (tissue == Tissue.CORTICAL)).any()
+        assert binary_erosion(ilia, iterations=3).sum() < 0.25 * ilia.sum()  # 6 mm in
+        # sacroiliac joints: no ilium voxel touches the sacrum
+        assert not (binary_dilation(sacrum) & ilia).any()
+
+
+def test_no_fracture_lies_in_the_sacrum_or_pelvis(lumbosacral):
+    fractured = [ph for ph in lumbosacral if ph.fractures]
+    assert fractured
+    for ph in fractured:
+        assert all(f["vertebra"] != "S1" for f in ph.fractures)
+        labels, mask = _canonical(ph.vertebra_labels), _canonical(ph.fracture_mask) > 0
+        pelvis = (labels == TOTALSEGMENTATOR_IDS["S1"]) | (
+            np.isin(_canonical(ph.tissue_labels), BONE) & (labels == 0)
+        )
+        assert mask.any() and not (mask & pelvis).any()
+
+
+def test_a_thoracic_field_has_no_pelvis():
+    ph = generate_phantom("t", 4, _params(appearance=PhantomAppearance(levels=("T6", "T8"))))
+    labels = _canonical(ph.vertebra_labels)
+    assert not (labels == TOTALSEGMENTATOR_IDS["S1"]).any()
+    assert not (np.isin(_canonical(ph.tissue_labels), BONE) & (labels == 0)).any()
+    assert "S1" not in ph.appearance["levels"]
+
+
+def test_preview_shows_a_case_with_the_pelvis(phantoms, lumbosacral):
+    without = [ph for ph in phantoms if "S1" not in ph.appearance["levels"]]
+    fig = phantom_preview_figure([*without, lumbosacral[0]], max_cases=3)
+    titles = [ax.get_title() for ax in fig.axes[::3]]
+    assert len(titles) == 3 and any("-S1" in title for title in titles)

@@ -281,7 +281,8 @@ def test_bodies_stay_numbered_without_a_rib_or_sacrum_in_view():
     hu, _ = _block_spine(0, 5, False)
     bodies, names = _named(hu, BLOCK_MM)
     assert names is None and found_body_ids(len(bodies), names) == [1, 2, 3, 4, 5]
-    # phantoms show no sacrum, and their lower ribs reach no farther than lumbar processes
+    # these phantoms' fields end above the sacrum, and their lower ribs reach no farther than
+    # lumbar processes
     params = PhantomSetParams(n_cases=2, shape=(72, 72, 96), spacing_mm=(1.5, 1.5, 1.5), seed=11)
     for phantom in generate_phantom_set(params):
         ct = nib.as_closest_canonical(phantom.ct)

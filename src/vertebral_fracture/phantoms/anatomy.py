@@ -49,6 +49,7 @@ BONE = (
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
 BODY_MARGIN_MM = 6.0  # soft tissue kept in front of the vertebral bodies in a shallow field
 OSTEOPOROTIC_HU = 110.0  # trabecular density below which a spine counts as osteoporotic
+OSTEOPOROTIC_CORTEX = 0.65  # cortical thinning of osteoporotic bone (share of normal)
 _ANCHORS = [0, 7, 11, 14, 16]  # level indices of T1, T8, T12, L3, L5
 _NOMINAL = {  # nominal adult dimensions (mm / degrees) at the anchor levels
     "rx": [12, 16, 19, 23, 25],
@@ -249,17 +250,24 @@ def layout_spine(
                 in_segment=lv in segment,
                 trab_hu=float(density * rng.uniform(0.9, 1.1)),
                 cort_hu=float(cort_hu * rng.uniform(0.95, 1.05)),
-                # Cortex stays >= ~1 voxel thick so it survives partial-volume blur.
-                cort_mm=float(
-                    max(
-                        rng.uniform(1.0, 1.8) * (0.65 if osteoporotic else 1.0) * scale,
-                        1.05 * spacing.min(),
-                    )
-                ),
+                cort_mm=cortex_mm(rng, (1.0, 1.8), osteoporotic, scale, spacing),
                 osteoporotic=osteoporotic,
             )
         )
     return SpineLayout(vertebrae, curve, scale)
+
+
+def cortex_mm(
+    rng: np.random.Generator,
+    nominal_mm: tuple[float, float],
+    osteoporotic: bool,
+    scale: float,
+    spacing: Array,
+) -> float:
+    """Cortex thickness (mm) drawn from ``nominal_mm`` (adult, normal bone), thinned by a third
+    in osteoporosis, kept >= ~1 voxel of ``spacing`` (3,) so it survives partial-volume blur."""
+    drawn = rng.uniform(*nominal_mm) * (OSTEOPOROTIC_CORTEX if osteoporotic else 1.0) * scale
+    return float(max(drawn, 1.05 * spacing.min()))
 
 
 def body_sdf(

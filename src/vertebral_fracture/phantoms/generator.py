@@ -3,6 +3,7 @@
 A case is built in canonical RAS world space (mm) as a tissue label map and an HU field of
 adult-size anatomy, passed through a randomised scanner (``form_image``), then stored in the
 case's orientation as NIfTI images. Every draw comes from ``PhantomAppearance`` ranges.
+A field reaching below L5 shows the sacrum and the ilia (``pelvis``), never fractured.
 
 Mask convention (which voxels are "fracture"): the bone a fracture changes, restricted to
 bone and the voxel layer around it, never on a distractor (Schmorl's node, vein channel,
@@ -33,6 +34,7 @@ from .anatomy import (
     SpineLayout,
     Tissue,
     Vertebra,
+    VertebraGeom,
     canal_sdf,
     layout_spine,
     paint_soft_tissue,
@@ -44,6 +46,7 @@ from .config import PhantomAppearance, PhantomSetParams
 from .distractors import LOCAL_KINDS, Distractor, sample_distractor
 from .fractures import KIND_PROBS, KINDS, Fracture, intact_body, sample_fracture
 from .geometry import Array, Box, ellipse_sdf, make_box
+from .pelvis import Pelvis, layout_pelvis
 
 _DISTRACTOR_TISSUES = (Tissue.SCHMORL_NODE, Tissue.VEIN_CHANNEL, Tissue.OSTEOPHYTE)
 _DISTRACTOR_PROB = 0.45  # per case and local distractor kind
@@ -58,7 +61,8 @@ class Phantom:
     ``ct`` is int16 HU, ``fracture_mask`` uint8 {0, 1}, ``tissue_labels`` uint8 ``Tissue``
     codes (noise-free ground truth of the tissue classes) and ``vertebra_labels`` uint8
     TotalSegmentator vertebra ids (``vertebrae.LABEL_CONVENTIONS``: bone, fracture gaps and
-    distractors of each vertebra), all with the same shape and affine in the stored
+    distractors of each vertebra; the sacrum is S1's, the ilia are no vertebra's), all with
+    the same shape and affine in the stored
     ``orientation``. Each entry of ``fractures`` gives the fracture's ``kind``,
     ``vertebra``, mask ``voxels`` and ``centroid_mm`` (world coordinates of its mask's centre,
     ``None`` when no voxel of it survived), so lesions found in the mask can be traced back
@@ -124,24 +128,33 @@ def paint_disc(
 ) -> None:
     """Paint the disc between two vertebrae (annulus denser than nucleus).
 
-    ``ext_up``/``ext_low`` (mm) let the disc fill endplate collapse of the adjacent bodies.
+    The disc fills the space between the upper body's inferior and the lower body's superior
+    endplate, each taken in its own vertebra's frame: a wedge where the two are tilted apart
+    (the lumbosacral disc). ``ext_up``/``ext_low`` (mm) let the disc fill endplate collapse
+    of the adjacent bodies.
     """
     gu, gl = upper.geom, lower.geom
-    axis = upper.center - lower.center
-    half = np.linalg.norm(axis) / 2
     left, _, right = np.linalg.svd(upper.rot + lower.rot)  # mean rotation (polar decomposition)
     rot = left @ right
-    top = half - gu.h / 2 + gu.cav + 0.5
-    bottom = -half + gl.h / 2 - gl.cav - 0.5
+    center = (upper.center + lower.center) / 2
+    top = -gu.h / 2 + gu.cav + 0.5  # in the upper vertebra's frame
+    bottom = gl.h / 2 - gl.cav - 0.5  # in the lower one's
     rx, ry = 1.03 * (gu.rx + gl.rx) / 2, 1.03 * (gu.ry + gl.ry) / 2
-    lo, hi = np.array([-rx, -ry, bottom - ext_low]) - 1, np.array([rx, ry, top + ext_up]) + 1
-    box = canvas.box((upper.center + lower.center) / 2, rot, lo, hi)
+    rims = [
+        (vert.rot @ np.array([su * rx, sv * ry, w]) + vert.center - center) @ rot[:, 2]
+        for vert, w in ((upper, top + ext_up), (lower, bottom - ext_low))
+        for su in (-1, 1)
+        for sv in (-1, 1)
+    ]
+    lo, hi = np.array([-rx, -ry, min(rims)]) - 1, np.array([rx, ry, max(rims)]) + 1
+    box = canvas.box(center, rot, lo, hi)
     if box is None:
         return
     d, rn = ellipse_sdf(box.u, box.v, rx, ry)
+    w_up, w_low = box.in_frame(upper.center, upper.rot)[2], box.in_frame(lower.center, lower.rot)[2]
     # Beyond the nominal endplates the disc only fills the (collapsed) body, not its waist.
-    beyond = (box.w > top) | (box.w < bottom)
-    region = (d > 0) & (box.w <= top + ext_up) & (box.w >= bottom - ext_low)
+    beyond = (w_up > top) | (w_low < bottom)
+    region = (d > 0) & (w_up <= top + ext_up) & (w_low >= bottom - ext_low)
     region &= ~(beyond & (rn > 0.9))
     nucleus, annulus = rng.uniform(70, 88), rng.uniform(92, 115)
     ring = np.clip((rn - 0.45) / 0.4, 0, 1)
@@ -167,6 +180,37 @@ def paint_canal(canvas: Canvas, vert: Vertebra, csf_hu: float) -> None:
     if g.has_cord:
         cord = inside & (rn < 0.55)
         labels[cord], hu[cord] = Tissue.CORD, csf_hu + 25
+
+
+def add_posterior_elements(box: Box, g: VertebraGeom, d: Array) -> None:
+    """Raise ``d`` (crop shape, signed distance in mm) to the vertebra's posterior elements."""
+    for part in posterior_elements(g):
+        pts, pad = part.extent()
+        sub = box.sub(pts, pad + 1.0)
+        if sub is not None:
+            d[sub] = np.maximum(d[sub], part.sdf(box.u[sub], box.v[sub], box.w[sub]))
+
+
+def paint_bone(
+    labels: Array,
+    hu: Array,
+    fine: Array,
+    bone: Array,
+    d: Array,
+    end: Array,
+    density: Vertebra | Pelvis,
+) -> Array:
+    """Paint ``bone`` (bool) of a crop as marrow inside a cortex of ``density.cort_mm``
+    (``d``: signed distance in mm), denser under endplates (``end``: distance to the nearer
+    one, mm); HU from ``density``'s ``trab_hu``/``cort_hu``, textured by ``fine``. All arrays
+    share the crop's shape; returns the cortex (bool)."""
+    cortex = bone & (d < density.cort_mm)
+    subchondral = 80 * np.exp(-np.clip(end, 0, None) / 1.5)  # denser bone under endplates
+    labels[bone] = Tissue.OSTEOPOROTIC_TRABECULAR if density.osteoporotic else Tissue.TRABECULAR
+    hu[bone] = (density.trab_hu * (1 + 0.4 * fine) + subchondral)[bone]
+    labels[cortex] = Tissue.CORTICAL
+    hu[cortex] = (density.cort_hu + 60 * fine)[cortex]
+    return cortex
 
 
 def paint_vertebra(
@@ -203,22 +247,11 @@ def paint_vertebra(
             ev.sclerotic,
             ev.mask,
         )
-    for part in posterior_elements(g):
-        pts, pad = part.extent()
-        sub = box.sub(pts, pad + 1.0)
-        if sub is not None:
-            d[sub] = np.maximum(d[sub], part.sdf(u[sub], v[sub], w[sub]))
+    add_posterior_elements(box, g, d)
     d = np.minimum(d, -canal_sdf(u, v, g)[0])  # the canal is carved out, lined by cortex
     bone = d > 0
-    cortex = bone & (d < vert.cort_mm)
-
-    labels, hu, fine = canvas.labels[box.slices], canvas.hu[box.slices], canvas.fine[box.slices]
-    trabecular = Tissue.OSTEOPOROTIC_TRABECULAR if vert.osteoporotic else Tissue.TRABECULAR
-    subchondral = 80 * np.exp(-np.clip(end, 0, None) / 1.5)  # denser bone under endplates
-    labels[bone] = trabecular
-    hu[bone] = (vert.trab_hu * (1 + 0.4 * fine) + subchondral)[bone]
-    labels[cortex] = Tissue.CORTICAL
-    hu[cortex] = (vert.cort_hu + 60 * fine)[cortex]
+    labels, hu, fine = _crop(canvas, box)
+    cortex = paint_bone(labels, hu, fine, bone, d, end, vert)
     hematoma = gap & ~bone
     labels[hematoma] = Tissue.FRACTURE_GAP
     hu[hematoma] = (rng.uniform(*appearance.fracture_gap_hu) + 10 * fine)[hematoma]
@@ -236,6 +269,45 @@ def paint_vertebra(
     if fracture is not None:
         mask &= binary_dilation(np.isin(labels, BONE)) & ~np.isin(labels, _DISTRACTOR_TISSUES)
         canvas.fracture_ids[box.slices][mask] = fracture_id
+
+
+def paint_pelvis(canvas: Canvas, pelvis: Pelvis) -> None:
+    """Paint the sacrum (S1's vertebra id) and the ilia with their sacroiliac joints, only
+    where no vertebra or fracture is painted: the pelvis never covers the spine's bone nor
+    enters a fracture mask, and the ilia carry no vertebra id."""
+    sacrum = pelvis.sacrum
+    s1 = sacrum.s1
+    box = canvas.box(s1.center, s1.rot, *sacrum.extent())
+    if box is not None:
+        arch = np.full(box.u.shape, -np.inf, np.float32)
+        add_posterior_elements(box, s1.geom, arch)
+        d, end = sacrum.sdf(box.u, box.v, box.w, arch)
+        bone = (d > 0) & _unclaimed(canvas, box)
+        paint_bone(*_crop(canvas, box), bone, d, end, s1)
+        canvas.vertebra_ids[box.slices][bone] = TOTALSEGMENTATOR_IDS[s1.name]
+    for ilium in pelvis.ilia:
+        box = canvas.box(pelvis.origin, pelvis.rot, *ilium.extent())
+        if box is None:
+            continue
+        wing = ilium.sdf(box.u, box.v, box.w)
+        u, v, w = box.in_frame(s1.center, s1.rot)
+        ala = sacrum.lateral_mass_sdf(u, *sacrum.unrolled(v, w))
+        d = np.minimum(wing, -(ala + pelvis.joint_mm))  # stops a joint space short of the ala
+        free = _unclaimed(canvas, box)
+        labels, hu, fine = _crop(canvas, box)
+        paint_bone(labels, hu, fine, (d > 0) & free, d, np.full(d.shape, np.inf), pelvis)
+        joint = (wing > 0) & (d <= 0) & (ala <= 0) & free
+        labels[joint] = Tissue.SOFT
+        hu[joint] = (pelvis.cartilage_hu + 10 * fine)[joint]
+
+
+def _crop(canvas: Canvas, box: Box) -> tuple[Array, Array, Array]:
+    return canvas.labels[box.slices], canvas.hu[box.slices], canvas.fine[box.slices]
+
+
+def _unclaimed(canvas: Canvas, box: Box) -> Array:
+    """Voxels of the crop that no vertebra (nor fracture) has painted."""
+    return (canvas.vertebra_ids[box.slices] == 0) & (canvas.fracture_ids[box.slices] == 0)
 
 
 def case_origin(rng: np.random.Generator, shape: tuple[int, int, int], spacing: Array) -> Array:
@@ -345,7 +417,8 @@ def form_image(
 def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phantom:
     """Generate one case, deterministic in ``seed`` (the orientation is drawn independently so
     the same seed gives the same anatomy whatever ``params.orientations`` holds)."""
-    orient_seq, anatomy_seq = np.random.SeedSequence(seed).spawn(2)
+    # the pelvis draws from its own stream: the spine's draws stay those of a pelvis-free case
+    orient_seq, anatomy_seq, pelvis_seq = np.random.SeedSequence(seed).spawn(3)
     orientation = params.orientations[
         int(np.random.default_rng(orient_seq).integers(len(params.orientations)))
     ]
@@ -353,6 +426,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
     shape, spacing = tuple(params.shape), np.asarray(params.spacing_mm, float)
     origin = case_origin(rng, shape, spacing)
     layout = layout_spine(rng, origin, spacing, shape, params.appearance)
+    pelvis = layout_pelvis(np.random.default_rng(pelvis_seq), layout, spacing, params.appearance)
 
     grain = np.maximum(0.45 / spacing, 0.45)  # trabecular grain ~0.5-1.5 mm
     canvas = Canvas(
@@ -385,12 +459,13 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
     fractures = choose_fractures(rng, eligible, params, voxel_mm)
     distractors = choose_distractors(rng, eligible, set(fractures), voxel_mm, contrast)
     verts = layout.vertebrae
-    for upper, lower in zip(verts[:-1], verts[1:], strict=True):
+    column = verts + [pelvis.sacrum.s1] if pelvis else verts
+    for upper, lower in zip(column[:-1], column[1:], strict=True):
         ext_up = fractures[upper.name].extension(-1, upper.geom) if upper.name in fractures else 0
         ext_low = fractures[lower.name].extension(1, lower.geom) if lower.name in fractures else 0
         paint_disc(canvas, upper, lower, ext_up, ext_low, rng)
     csf_hu = rng.uniform(0, 15)
-    for vert in verts:
+    for vert in column:
         paint_canal(canvas, vert, csf_hu)
     names = list(fractures)
     for vert in verts:
@@ -403,6 +478,8 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
             rng,
             params.appearance,
         )
+    if pelvis:
+        paint_pelvis(canvas, pelvis)
 
     ct, scanner = form_image(canvas.hu, spacing, rng, params.appearance)
 
@@ -418,7 +495,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
         )
     ]
     z_far = origin[2] + (shape[2] - 1) * spacing[2]
-    in_view = [vt for vt in verts if origin[2] <= vt.center[2] <= z_far] or verts
+    in_view = [vt for vt in column if origin[2] <= vt.center[2] <= z_far] or verts
     found = [f"{d.kind}:{name}" for name, ds in distractors.items() for d in ds]
     if any(vt.osteoporotic for vt in verts):
         found.append("osteoporosis")

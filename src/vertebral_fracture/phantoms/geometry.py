@@ -45,6 +45,16 @@ class Box:
     origin: Array
     spacing: Array
 
+    def in_frame(self, center: Array, rot: Array) -> tuple[Array, Array, Array]:
+        """Local mm coordinates (crop shape each) of the crop's voxels in another frame
+        (``center`` (3,) world mm, ``rot`` (3, 3) columns = its local axes)."""
+        turn = (rot.T @ self.rot).astype(np.float32)
+        shift = rot.T @ (self.center - center)
+        return tuple(  # type: ignore[return-value]
+            shift[m] + turn[m, 0] * self.u + turn[m, 1] * self.v + turn[m, 2] * self.w
+            for m in range(3)
+        )
+
     def sub(self, local_pts: Array, margin: float) -> tuple[slice, slice, slice] | None:
         """Crop-relative slices covering local points (N, 3) padded by ``margin`` mm."""
         world = self.center + local_pts @ self.rot.T

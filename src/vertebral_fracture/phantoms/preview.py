@@ -31,7 +31,9 @@ def focus_voxel(ct: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
 
 def phantom_preview_figure(phantoms: list[Phantom], max_cases: int = 6) -> Figure:
     """Up to ``max_cases`` rows, from the least to the densest bone: axial, coronal and
-    sagittal planes of the canonical (RAS) CT, titled with what the case drew.
+    sagittal planes of the canonical (RAS) CT, titled with the levels in view and what the
+    case drew. Where some case shows the sacrum (S1 in view) and none of those picked does,
+    the middle row is one that does, so the sheet shows the pelvis.
 
     Planes pass through the fracture-mask centroid (volume centre if fracture-free), are shown
     in radiological convention (patient right on the left, anterior up / on the left) with
@@ -41,6 +43,10 @@ def phantom_preview_figure(phantoms: list[Phantom], max_cases: int = 6) -> Figur
     by_density = sorted(phantoms, key=lambda ph: ph.appearance["trabecular_hu"])
     picks = np.unique(np.linspace(0, len(by_density) - 1, min(max_cases, len(by_density))).round())
     cases = [by_density[int(i)] for i in picks]
+    pelvic = [ph for ph in by_density if "S1" in ph.appearance["levels"]]
+    if pelvic and not any("S1" in ph.appearance["levels"] for ph in cases):
+        cases[len(cases) // 2] = pelvic[len(pelvic) // 2]
+        cases.sort(key=lambda ph: ph.appearance["trabecular_hu"])
     fig = Figure(figsize=(10.5, 3.4 * max(len(cases), 1)), layout="constrained")
     axes = fig.subplots(max(len(cases), 1), 3, squeeze=False)
     for row, ph in zip(axes, cases, strict=False):
@@ -68,7 +74,11 @@ def phantom_preview_figure(phantoms: list[Phantom], max_cases: int = 6) -> Figur
             ax.set_axis_off()
             ax.set_title(name, fontsize=8)
         kinds = ", ".join(f"{f['kind']} {f['vertebra']}" for f in ph.fractures) or "no fracture"
-        row[0].set_title(f"{ph.case_id} [{ph.orientation}]: {kinds}\naxial", fontsize=8)
+        levels = ph.appearance["levels"]
+        row[0].set_title(
+            f"{ph.case_id} [{ph.orientation}] {levels[0]}-{levels[-1]}: {kinds}\naxial",
+            fontsize=8,
+        )
         look = ph.appearance
         row[2].set_title(
             f"size x{look['size_scale']:.2f}, trabecular {look['trabecular_hu']:.0f} HU, "
