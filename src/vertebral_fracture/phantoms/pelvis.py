@@ -1,7 +1,7 @@
 """Sacrum and pelvis of the phantom, drawn where the field reaches below L5.
 
-The sacrum hangs from S1, whose superior endplate lies under the L5/S1 disc tilted forward by
-the sacral slope. It lives in S1's frame (u lateral, v anterior, w along S1's axis, centred on
+The sacrum hangs from S1, whose superior endplate lies under the L5/S1 disc, tilted forward
+from L5's by the disc's wedge angle. It lives in S1's frame (u lateral, v anterior, w along S1's axis, centred on
 the S1 body, as a vertebra's): S1's body and posterior arch, the lower segments narrowing
 along a circular arc that carries them back and down (the sacrum's anterior concavity), the
 lateral masses (the alae at S1) with the anterior sacral foramina, and the sacral canal.
@@ -32,7 +32,10 @@ from .anatomy import (
 from .config import PhantomAppearance
 from .geometry import Array, capsule_sdf, ellipse_sdf, frame_from_axis
 
-SACRAL_SLOPE_DEG = (30.0, 50.0)  # S1 superior endplate vs horizontal (adults ~40 +- 8 deg)
+# S1's superior endplate tilts forward from L5's inferior one by the L5/S1 disc's wedge angle
+# (adults ~10-15 deg). Relative to L5, not to the horizontal: the phantom's lumbar spine has
+# little lordosis, so a real sacral slope (~40 deg) on one disc would make a 30 mm wedge.
+LUMBOSACRAL_ANGLE_DEG = (8.0, 18.0)
 LUMBOSACRAL_BACK = 0.6  # posterior height of the L5/S1 disc over its nominal height (a wedge)
 SACRAL_LENGTH_MM = (95.0, 115.0)  # S1 endplate to the S5 tip along the curve (adults)
 SACRAL_RADIUS_MM = (90.0, 140.0)  # radius of the sacrum's anterior concavity
@@ -218,11 +221,12 @@ class Pelvis:
 def place_s1(
     l5: Vertebra, layout: SpineLayout, spacing: Array, rng: np.random.Generator
 ) -> Vertebra:
-    """S1 under L5: tilted forward by the sacral slope about the back of the L5/S1 disc (the
-    disc is a wedge, taller in front), densities of the patient's vertebrae."""
+    """S1 under L5: tilted forward from L5 by the lumbosacral angle about the back of the L5/S1
+    disc (the disc is a wedge, taller in front), densities of the patient's vertebrae."""
     g = level_geom(len(LEVELS), layout.scale, rng)  # np.interp holds L5's nominal size
-    slope = np.deg2rad(rng.uniform(*SACRAL_SLOPE_DEG))
-    rot = frame_from_axis(np.array([0.0, np.sin(slope), np.cos(slope)]), rng.normal(0, 0.03))
+    wedge = np.deg2rad(rng.uniform(*LUMBOSACRAL_ANGLE_DEG))
+    axis = l5.rot @ np.array([0.0, np.sin(wedge), np.cos(wedge)])
+    rot = frame_from_axis(axis, rng.normal(0, 0.03))
     corner = l5.center + l5.rot @ np.array([0.0, -l5.geom.ry, -l5.geom.h / 2])
     top_back = corner - LUMBOSACRAL_BACK * l5.geom.disc_h * rot[:, 2]
     verts = layout.vertebrae
