@@ -1,10 +1,11 @@
 """Sacrum and pelvis of the phantom, drawn where the field reaches below L5.
 
 The sacrum hangs from S1, whose superior endplate lies under the L5/S1 disc, tilted forward
-from L5's by the disc's wedge angle. It lives in S1's frame (u lateral, v anterior, w along S1's axis, centred on
-the S1 body, as a vertebra's): S1's body and posterior arch, the lower segments narrowing
-along a circular arc that carries them back and down (the sacrum's anterior concavity), the
-lateral masses (the alae at S1) with the anterior sacral foramina, and the sacral canal.
+from L5's by the disc's wedge angle. It lives in S1's frame (u lateral, v anterior, w along
+S1's axis, centred on the S1 body, as a vertebra's): S1's body and posterior arch, the lower
+segments narrowing along a circular arc that carries them back and down (the sacrum's anterior
+concavity), the lateral masses (the alae at S1) with the anterior sacral foramina, and the
+sacral canal.
 
 Each ilium is a curved plate in a world-aligned frame whose origin is the centre of S1's
 superior endplate (x mirrored to the side): in every axial plane an elliptic arc, convex
