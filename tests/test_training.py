@@ -38,6 +38,8 @@ from vertebral_fracture.training import (
     train_step,
     training_curves_figure,
 )
+from vertebral_fracture.training import loop as loop_module
+from vertebral_fracture.training.loop import cpu_computes_bfloat16, resolve_autocast_dtype
 
 
 def make_stack(case_id: str, n: int = 10, size: int = 32, seed: int = 0) -> SliceStack:
@@ -375,6 +377,44 @@ def test_few_steps_on_a_fixed_batch_lower_the_loss() -> None:
     ]
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.3 * losses[0], losses
+
+
+@pytest.mark.skipif(not cpu_computes_bfloat16(), reason="this CPU has no native bfloat16")
+def test_bfloat16_steps_on_a_capable_cpu_run_in_bfloat16_and_learn() -> None:
+    stack = make_stack("o", n=4, size=64, seed=3)
+    batch = next(iter(DataLoader(SliceDataset([stack], in_channels=1), batch_size=4)))
+    params = tiny_params(in_channels=1, slice_size=64, cpu_bfloat16=True)
+    dtype = resolve_autocast_dtype(params, torch.device("cpu"))
+    assert dtype == torch.bfloat16
+    runs = {}
+    for name, autocast_dtype in (("float32", None), ("bfloat16", dtype)):
+        torch.manual_seed(0)
+        model = build_model("multitask", encoder="resnet18", in_channels=1).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        runs[name] = [
+            train_step(
+                model,
+                batch,
+                build_loss(params),
+                optimizer,
+                device=torch.device("cpu"),
+                autocast_dtype=autocast_dtype,
+            )
+            for _ in range(5)
+        ]
+    losses = runs["bfloat16"]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.3 * losses[0], losses
+    assert losses != runs["float32"]  # the rounding shows: bfloat16 was in use
+
+
+def test_cpu_bfloat16_falls_back_to_float32_where_the_cpu_lacks_it(split, monkeypatch) -> None:
+    monkeypatch.setattr(loop_module, "cpu_computes_bfloat16", lambda: False)
+    params = tiny_params(max_epochs=1, cpu_bfloat16=True)
+    assert resolve_autocast_dtype(params, torch.device("cpu")) is None
+    fallback = train(*split, params, progress=False)
+    plain = train(*split, tiny_params(max_epochs=1), progress=False)
+    _assert_same_weights(fallback.model.state_dict(), plain.model.state_dict())
 
 
 def test_evaluate_baseline_has_nan_dice_and_pr_auc_without_positives() -> None:

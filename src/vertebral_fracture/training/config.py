@@ -153,6 +153,11 @@ class TrainingParams(_Strict):
     resume: bool = Field(False, description="continue from the 'last' checkpoint when it exists")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = Field(True, description="float16 autocast + GradScaler; CUDA only")
+    cpu_bfloat16: bool = Field(
+        False,
+        description="bfloat16 autocast on a CPU that computes it natively (AVX512-BF16, AMX); "
+        "float32 on other CPUs, where bfloat16 is emulated and slower",
+    )
 
     @field_validator("in_channels")
     @classmethod

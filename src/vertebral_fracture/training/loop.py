@@ -143,6 +143,29 @@ def build_loss(params: TrainingParams) -> MultiTaskLoss:
     )
 
 
+def cpu_computes_bfloat16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX, via oneDNN);
+    elsewhere bfloat16 is emulated and slower than float32."""
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def resolve_autocast_dtype(params: TrainingParams, device: torch.device) -> torch.dtype | None:
+    """float16 on CUDA with ``mixed_precision``; bfloat16 on a CPU that computes it natively
+    with ``cpu_bfloat16``; None (float32) otherwise."""
+    if device.type == "cuda":
+        return torch.float16 if params.mixed_precision else None
+    if device.type == "cpu" and params.cpu_bfloat16 and cpu_computes_bfloat16():
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Autocast to ``dtype`` on ``device``; a no-op for None (float32)."""
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def _to_float32(logits: Any) -> Any:
     seg = logits.seg_logit
     return logits._replace(
@@ -160,7 +183,7 @@ def train_step(
     *,
     device: torch.device,
     scaler: torch.amp.GradScaler | None = None,
-    amp: bool = False,
+    autocast_dtype: torch.dtype | None = None,
     grad_clip_norm: float | None = None,
     micro_batches: int = 1,
     chunk_seeds: Sequence[int] | None = None,
@@ -185,11 +208,11 @@ def train_step(
         if chunk_seeds is not None:
             torch.manual_seed(chunk_seeds[i])
         images = images.contiguous(memory_format=MEMORY_FORMAT)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        with _autocast(device, autocast_dtype):
             logits = model(images)
         losses = loss_fn(_to_float32(logits), class_target, mask)
         part = float(losses["total"].detach())
-        if not math.isfinite(part) and not amp:
+        if not math.isfinite(part) and not scaled:
             raise FloatingPointError(
                 f"training loss is {part}: diverged (lower the learning rate?)"
             )
@@ -216,7 +239,7 @@ def evaluate(
     loss_fn: MultiTaskLoss,
     *,
     device: torch.device,
-    amp: bool = False,
+    autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Validation loss (slice-weighted mean), slice PR-AUC and pooled Dice at 0.5.
 
@@ -232,7 +255,7 @@ def evaluate(
     for batch in loader:
         images, class_target, mask = (t.to(device, non_blocking=True) for t in batch)
         images = images.contiguous(memory_format=MEMORY_FORMAT)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        with _autocast(device, autocast_dtype):
             logits = model(images)
         logits = _to_float32(logits)
         losses = loss_fn(logits, class_target, mask)
@@ -522,7 +545,8 @@ def train(
     if not isinstance(params, TrainingParams):
         params = TrainingParams.model_validate(dict(params))
     device = resolve_device(params.device)
-    amp = params.mixed_precision and device.type == "cuda"
+    autocast_dtype = resolve_autocast_dtype(params, device)
+    amp = autocast_dtype == torch.float16  # float16 needs loss scaling, bfloat16 does not
 
     train_ds = _window_dataset(train_stacks, params)
     val_ds = _window_dataset(val_stacks, params)
@@ -673,7 +697,7 @@ def train(
                     optimizer,
                     device=device,
                     scaler=scaler,
-                    amp=amp,
+                    autocast_dtype=autocast_dtype,
                     grad_clip_norm=params.grad_clip_norm,
                     micro_batches=parts,
                     chunk_seeds=seeds,
@@ -686,7 +710,7 @@ def train(
                 running = float(total) / world
                 for buffer in model.buffers():
                     dist.broadcast(buffer, src=0)
-            val = evaluate(model, val_loader, loss_fn, device=device, amp=amp)
+            val = evaluate(model, val_loader, loss_fn, device=device, autocast_dtype=autocast_dtype)
             scheduler.step(val["loss"])
 
             # The validation loss is a poor judge of the best epoch: the sampler's positive share
