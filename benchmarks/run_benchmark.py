@@ -348,9 +348,9 @@ def _peak_rss_mb() -> float:
 
 def _measure_train_speed(spec: dict) -> dict:
     """Seconds per training step of one axial model in ``train_view_model`` (one epoch of
-    ``1 + steps`` steps): the median interval between the starts of consecutive optimizer
-    steps, i.e. a step with its data loading and augmentation, without model building,
-    loading or validation."""
+    ``1 + steps`` steps, ``spec["training"]`` over its parameters): the median interval
+    between the starts of consecutive optimizer steps, i.e. a step with its data loading and
+    augmentation, without model building, loading or validation."""
     import torch
 
     from vertebral_fracture.pipelines.training.nodes import train_view_model
@@ -363,7 +363,12 @@ def _measure_train_speed(spec: dict) -> dict:
     cases = [r for r in index if r["split"] == "train"][:8]
     cases += [r for r in index if r["split"] == "val"][:1]
     training = params["axial"][variant]["training"]
-    training = {**training, "max_epochs": 1, "steps_per_epoch": 1 + steps}
+    training = {
+        **training,
+        **spec.get("training", {}),
+        "max_epochs": 1,
+        "steps_per_epoch": 1 + steps,
+    }
     starts, step = [], loop.train_step
 
     def timed_step(*args: Any, **kwargs: Any) -> float:
@@ -481,7 +486,11 @@ def measure_large_scan(project: Path, spec: dict) -> dict:
 
 
 def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
-    """Every speed/memory measurement, models and PR-AUC each in a subprocess of its own."""
+    """Every speed/memory measurement, models and PR-AUC each in a subprocess of its own;
+    on a CPU that computes bfloat16 natively also the proposed model's step with
+    ``cpu_bfloat16`` (a training option, off by default) beside its float32 step."""
+    from vertebral_fracture.training.loop import cpu_computes_bfloat16
+
     bench = params["benchmark"]
     models = {}
     with timer("speed: training step and inference per volume, per variant"):
@@ -495,6 +504,17 @@ def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
                 **{k: v for k, v in infer.items() if k != "peak_mem_mb"},
                 "infer_peak_mem_mb": infer["peak_mem_mb"],
             }
+    bfloat16 = None
+    if cpu_computes_bfloat16() and "multitask" in models:
+        with timer("speed: a training step in bfloat16 on this CPU"):
+            spec = {"kind": "train_speed", "variant": "multitask", "steps": bench["speed_steps"]}
+            fast = run_measurement({**spec, "training": {"cpu_bfloat16": True}}, project)
+        float32 = models["multitask"]["train_s_per_step"]
+        bfloat16 = {
+            "float32_s_per_step": float32,
+            "bfloat16_s_per_step": fast["train_s_per_step"],
+            "speedup": round(float32 / fast["train_s_per_step"], 2),
+        }
     with timer("speed: PR-AUC ours vs scikit-learn, fusion vs copy"):
         n = int(bench["metrics_voxels"])
         pr_auc = {
@@ -509,6 +529,7 @@ def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
         "pr_auc": {"voxels": n, **pr_auc},
         "fusion": fusion,
         "large_scan": large,
+        "cpu_bfloat16": bfloat16,
     }
 
 

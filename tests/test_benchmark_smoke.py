@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from vertebral_fracture.training.loop import cpu_computes_bfloat16
+
 pytest.importorskip("segmentation_models_pytorch")
 pytestmark = pytest.mark.slow
 
@@ -67,10 +69,15 @@ def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
     assert results["speed"]["pr_auc"]["ours"]["ap"] == pytest.approx(
         results["speed"]["pr_auc"]["sklearn"]["ap"], abs=1e-3
     )
+    bfloat16 = results["speed"]["cpu_bfloat16"]  # measured where the CPU computes it natively
+    assert (bfloat16 is not None) == cpu_computes_bfloat16()
+    if bfloat16:
+        assert bfloat16["bfloat16_s_per_step"] > 0 and bfloat16["float32_s_per_step"] > 0
     large = results["speed"]["large_scan"]
     assert large["shape"] == [72, 72, 48] and large["evaluate_s_per_scan"] > 0
     docs = docs_path.read_text()
     assert "Large scan: `evaluate`" in docs
+    assert ("`cpu_bfloat16: true`" in docs) == (bfloat16 is not None)
     assert "SMOKE RUN" in docs and "paired bootstrap" in docs and results["commit"][:12] in docs
     assert "## Out of domain (3 cases)" in docs and "## Real bone (5 cases)" in docs
 
