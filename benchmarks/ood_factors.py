@@ -3,8 +3,9 @@ sets that each hold out one factor of ``benchmark.out_of_domain.appearance``.
 
 Every set has the out-of-domain geometry (shape, spacing, orientations, seed) and the
 training appearance (``phantoms.appearance``) except for the named factor, which takes its
-held-out range; ``none`` holds out nothing but the geometry and ``all`` is the bench's own
-out-of-domain set. Each set is scored by the ``evaluate`` pipeline with the models and
+held-out range; ``none`` holds out nothing but the geometry, ``training_grid`` not even that
+(the training phantoms' shape and spacing, the out-of-domain orientations), and ``all`` is the
+bench's own out-of-domain set. Each set is scored by the ``evaluate`` pipeline with the models and
 validation thresholds already in ``data/bench`` (run `make bench` first). Writes
 ``benchmarks/ood_factors.json`` (commit, sets, metrics per method) and prints a table.
 
@@ -37,15 +38,18 @@ def figures(metrics: dict) -> dict:
 
 
 def factor_sets(params: dict, n_cases: int) -> dict[str, dict]:
-    """Phantom set parameters per held-out factor: ``none``, each appearance key, ``all``."""
+    """Phantom set parameters per held-out factor: ``training_grid``, ``none``, each
+    appearance key, ``all``."""
     ood = dict(params["benchmark"]["out_of_domain"])
     held_out = ood.pop("appearance")
     trained = params["phantoms"].get("appearance") or {}
-    sets = {"none": {}, **{key: {key: value} for key, value in held_out.items()}}
-    sets["all"] = held_out
+    grid = {key: params["phantoms"][key] for key in ("shape", "spacing_mm")}
+    sets = {"training_grid": (grid, {}), "none": ({}, {})}
+    sets |= {key: ({}, {key: value}) for key, value in held_out.items()}
+    sets["all"] = ({}, held_out)
     return {
-        name: {**ood, "n_cases": n_cases, "appearance": {**trained, **appearance}}
-        for name, appearance in sets.items()
+        name: {**ood, **geometry, "n_cases": n_cases, "appearance": {**trained, **appearance}}
+        for name, (geometry, appearance) in sets.items()
     }
 
 
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=8, help="phantoms per set")
     parser.add_argument("--variants", nargs="+", default=["multitask"])
+    parser.add_argument("--sets", nargs="+", help="only these sets (default: every one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "ood_factors.json")
     args = parser.parse_args(argv)
 
@@ -61,10 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     from vertebral_fracture.pipelines.data_processing.nodes import generate_phantoms
 
     os.chdir(ROOT)
-    params = plain_params(bench_context(ROOT))
-    root = ROOT / params["data_root"] / "ood_factors"
+    context = bench_context(ROOT)
+    params = plain_params(context)
+    root = ROOT / context.config_loader["globals"]["data_root"] / "ood_factors"
     results: dict = {**source_commit(), "cases": args.cases, "variants": args.variants, "sets": {}}
     for name, spec in factor_sets(params, args.cases).items():
+        if args.sets and name not in args.sets:
+            continue
         scans = root / name
         phantoms, _, _ = generate_phantoms(PhantomSetParams(**spec))
         for case, image in phantoms.items():
