@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             "methods": {m: figures(v) for m, v in methods.items()},
         }
         print(name, json.dumps(results["sets"][name]["methods"]), flush=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+        args.out.write_text(json.dumps(results, indent=1) + "\n")  # a stopped run keeps its sets
     methods = sorted({m for s in results["sets"].values() for m in s["methods"]})
     print("held out | " + " | ".join(f"{m} PR-AUC / FROC@2" for m in methods))
     for name, entry in results["sets"].items():
