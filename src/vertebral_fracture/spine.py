@@ -146,9 +146,11 @@ def _front_referenced(
         ahead = (y >= cy) & (y <= cy + FRONT_REACH_MM / spacing[1])
         fronts = []
         for rows in ((x >= cx - band) & (x <= cx), (x >= cx) & (x <= cx + band)):
+            if not rows.any():  # the half band lies outside the volume
+                continue
             wide = np.percentile(hu[rows, :, z], FRONT_PERCENTILE, axis=0) >= FRONT_HU
-            bright = np.nonzero(ahead & wide)[0] if rows.any() else []
-            if len(bright):
+            bright = np.nonzero(ahead & wide)[0]
+            if bright.size:
                 fronts.append(bright.max())
         # the body's front wall spans both halves of the band; a contrast-filled aorta or a
         # calcified plaque in front of it does not: the nearer of the two fronts is the body's
