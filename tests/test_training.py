@@ -211,6 +211,53 @@ def test_thicker_slices_blur_along_z_only(view: str, z_axis: int | None) -> None
     np.testing.assert_allclose(rows, stripes)  # stripes constant along rows: nothing to blur
 
 
+@pytest.mark.parametrize(("factor", "phase"), [(2.8, 0.0), (2.8, 1.4), (4.0, 0.3), (1.7, 1.0)])
+def test_thick_slices_dilute_a_thin_layer_and_keep_flat_bone(factor: float, phase: float) -> None:
+    from vertebral_fracture.training.augmentation import thick_slice_weights
+
+    n = 40
+    weights = thick_slice_weights(np.arange(n), n, factor, phase)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)  # flat bone stays flat
+    layer = np.zeros(n)
+    layer[20] = 1.0  # a 1-voxel compaction band or break
+    seen = weights @ layer
+    assert seen.max() <= 1.0 / factor + 1e-6  # partial volume: diluted by the thickness
+    assert np.count_nonzero(seen > 1e-6) >= 2  # and smeared over the interpolated neighbours
+    np.testing.assert_allclose(thick_slice_weights(np.arange(n), n, 1.0, 0.0), np.eye(n))
+
+
+def test_axial_items_are_composed_from_thicker_slices() -> None:
+    # Axial slices are cut across z: a thicker scanner slice mixes neighbouring slices, which
+    # the dataset composes; the mask stays the fine ground truth
+    n, size = 21, 32
+    images = np.zeros((n, size, size), np.float16)
+    images[10, 8:24, 8:24] = 1.0
+    masks = np.zeros((n, size, size), np.uint8)
+    masks[10, 8:24, 8:24] = 1
+    stack = SliceStack("a", "axial", images, masks, np.arange(n, dtype=np.int32), (size, size, n))
+    only_thickness = AugmentationParams(
+        rotation_deg=0, shift=0, scale=0, flip=False, noise_std=0, brightness_contrast=0,
+        slice_thickness=4, in_plane_downscale=1, blur_sigma=0, sharpen=0, gamma=0,
+    )  # fmt: skip
+    augmenter = SliceAugmenter(only_thickness, view="axial")
+    ds = SliceDataset([stack], in_channels=3, augmenter=augmenter)
+    thickened = 0
+    for seed in range(40):
+        image, label, mask = ds[(10, seed)]
+        assert torch.equal(mask[0], torch.from_numpy(masks[10].astype(np.float32)))
+        assert label.item() == 1.0
+        assert torch.equal(image, ds[(10, seed)][0])  # reproducible per seed
+        if augmenter.thickening_across_slices(seed) is None:
+            assert torch.equal(image[1], torch.from_numpy(images[10].astype(np.float32)))
+        else:
+            thickened += 1
+            assert image[1].max() < 1.0  # the layer is diluted...
+            assert max(image[0].max(), image[2].max()) > 0.0  # ...and reaches a neighbour
+    assert 4 <= thickened <= 24  # p = 0.3 of 40 draws
+    sagittal = SliceAugmenter(only_thickness, view="sagittal")  # thickens in-plane instead
+    assert all(sagittal.thickening_across_slices(seed) is None for seed in range(40))
+
+
 @pytest.mark.parametrize(
     ("view", "mirror_axis"), [("axial", 0), ("coronal", 0), ("sagittal", None)]
 )

@@ -4,7 +4,9 @@ Geometric steps move all image channels and the mask together; the mask is resam
 nearest-neighbour interpolation so it stays binary. Intensity and scanner steps (slice
 thickness, pixel size, blur, sharpening, gamma, noise) touch the image only: albumentations
 does these on 2D slices with the same seeded draws as the geometric steps (TorchIO and MONAI
-work on 3D volumes, and the models train on slices).
+work on 3D volumes, and the models train on slices). Thicker slices in a view cut across z
+(axial) need the neighbouring slices: the dataset composes those (``SliceDataset``) with the
+same weights (:func:`thick_slice_weights`).
 Each call may take a ``seed``: the same seed gives the same transform, independent of call order
 or of which DataLoader worker runs it (the sampler hands one seed per drawn slice).
 """
@@ -66,28 +68,64 @@ class Downscale(A.Downscale):
     apply = by_channel_groups(A.Downscale.apply)
 
 
-class AxisResample(A.ImageOnlyTransform):
-    """Down- then up-sampling along one image axis: a thicker slice's partial volume.
+#: Share of training items whose slices are thickened (p of the thick-slice step).
+THICK_SLICE_P = 0.3
 
-    Area averaging down (each coarse pixel the mean of those it covers), linear back up,
-    by a factor drawn in ``[1, max_factor]``.
+
+def thick_slice_weights(positions: np.ndarray, n: int, factor: float, phase: float) -> np.ndarray:
+    """(len(positions), n) weights that turn ``n`` fine samples along an axis into the values a
+    scanner of ``factor`` times coarser slices gives back at ``positions`` after resampling.
+
+    The scanner's slices are ``factor`` samples apart and as thick (partial volume: each is the
+    area mean of the fine samples it covers), centred at ``phase + k * factor``; the pipeline
+    then interpolates them linearly back onto the fine grid, as ``preprocessing.resample`` puts
+    a thick-slice scan on the canonical grid. Every row sums to 1; ``factor`` 1 with ``phase``
+    0 is the identity.
     """
+    first = np.floor((-0.5 - phase) / factor)
+    centres = phase + factor * np.arange(first, np.ceil((n - 0.5 - phase) / factor) + 1)
+    low = np.clip(centres - factor / 2, -0.5, n - 0.5)[:, None]
+    high = np.clip(centres + factor / 2, -0.5, n - 0.5)[:, None]
+    fine = np.arange(n)[None, :]
+    cover = np.clip(np.minimum(high, fine + 0.5) - np.maximum(low, fine - 0.5), 0.0, None)
+    inside = cover.sum(axis=1) > 0
+    area = cover[inside] / cover[inside].sum(axis=1, keepdims=True)  # (K, n)
+    at = np.interp(positions, centres[inside], np.arange(len(area)))  # clamped at the ends
+    below = np.floor(at).astype(int)
+    above = np.minimum(below + 1, len(area) - 1)
+    frac = (at - below)[:, None]
+    return ((1.0 - frac) * area[below] + frac * area[above]).astype(np.float32)
 
-    def __init__(self, axis: int, max_factor: float, p: float = 0.5) -> None:
+
+def draw_thickening(
+    uniform: Callable[[float, float], float], max_factor: float
+) -> tuple[float, float]:
+    """A slice-thickening draw from ``uniform(low, high)``: ``(factor in [1, max_factor],
+    phase in [0, factor))``."""
+    factor = uniform(1.0, max_factor)
+    return factor, uniform(0.0, factor)
+
+
+class AxisResample(A.ImageOnlyTransform):
+    """Thicker slices along one image axis (:func:`thick_slice_weights`), by a factor drawn in
+    ``[1, max_factor]`` at a random phase: the partial volume and interpolation of a scan
+    with coarser slices, seen in the coronal and sagittal views."""
+
+    def __init__(self, axis: int, max_factor: float, p: float = THICK_SLICE_P) -> None:
         super().__init__(p=p)
         self.axis, self.max_factor = axis, max_factor
 
     def get_params(self) -> dict[str, float]:
-        return {"factor": self.py_random.uniform(1.0, self.max_factor)}
+        factor, phase = draw_thickening(self.py_random.uniform, self.max_factor)
+        return {"factor": factor, "phase": phase}
 
-    @by_channel_groups
-    def apply(self, img: np.ndarray, factor: float = 1.0, **params) -> np.ndarray:
-        height, width = img.shape[:2]
-        size = [width, height]  # cv2 sizes are (width, height)
-        size[1 - self.axis] = max(1, round(size[1 - self.axis] / factor))
-        coarse = cv2.resize(img, tuple(size), interpolation=cv2.INTER_AREA)
-        out = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
-        return out.reshape(img.shape)
+    def apply(
+        self, img: np.ndarray, factor: float = 1.0, phase: float = 0.0, **params
+    ) -> np.ndarray:
+        n = img.shape[self.axis]
+        weights = thick_slice_weights(np.arange(n), n, factor, phase)
+        out = np.tensordot(weights, np.moveaxis(img, self.axis, 0), axes=1)
+        return np.moveaxis(out, 0, self.axis).astype(img.dtype, copy=False)
 
 
 class SliceAugmenter:
@@ -100,7 +138,14 @@ class SliceAugmenter:
 
     def __init__(self, params: AugmentationParams, *, view: str) -> None:
         self.params = params
+        # Thicker slices come first, as the scanner makes them; in views cut across z the
+        # dataset composes each item's slices from thicker ones (:meth:`thickening_across_slices`)
+        z_axis = slice_axis_in_plane(view)
+        self._thickens_across_slices = params.slice_thickness > 1 and z_axis is None
+        self._rng = np.random.default_rng()
         transforms: list[A.BasicTransform] = []
+        if params.slice_thickness > 1 and z_axis is not None:
+            transforms.append(AxisResample(z_axis, params.slice_thickness))
         if params.rotation_deg > 0 or params.shift > 0 or params.scale > 0:
             transforms.append(
                 A.Affine(
@@ -118,9 +163,6 @@ class SliceAugmenter:
         flip_axis = left_right_axis(view) if params.flip else None
         if flip_axis is not None:
             transforms.append(A.VerticalFlip(p=0.5) if flip_axis == 0 else A.HorizontalFlip(p=0.5))
-        z_axis = slice_axis_in_plane(view)
-        if params.slice_thickness > 1 and z_axis is not None:
-            transforms.append(AxisResample(z_axis, params.slice_thickness, p=0.3))
         if params.in_plane_downscale < 1:
             transforms.append(
                 Downscale(
@@ -147,6 +189,17 @@ class SliceAugmenter:
         if params.noise_std > 0:
             transforms.append(A.GaussNoise(std_range=(0.0, params.noise_std), p=0.5))
         self._compose = A.Compose(transforms, mask_interpolation=cv2.INTER_NEAREST, seed=0)
+
+    def thickening_across_slices(self, seed: int | None = None) -> tuple[float, float] | None:
+        """In a view cut across z (axial), ``(factor, phase)`` of the thicker scanner slices to
+        compose an item's slices from (:func:`thick_slice_weights`, p = ``THICK_SLICE_P``), or
+        None. The same ``seed`` gives the same draw, independent of :meth:`__call__`'s."""
+        if not self._thickens_across_slices:
+            return None
+        rng = self._rng if seed is None else np.random.default_rng((seed, 1))
+        if rng.random() >= THICK_SLICE_P:
+            return None
+        return draw_thickening(rng.uniform, self.params.slice_thickness)
 
     def __call__(
         self, image: np.ndarray, mask: np.ndarray, seed: int | None = None

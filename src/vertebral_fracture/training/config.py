@@ -42,11 +42,11 @@ class AugmentationParams(_Strict):
     # scanner variety (image only): other resolutions, kernels and display curves than the
     # phantoms', so the models meet more than one scanner's look; 0 (or 1) turns one off
     slice_thickness: float = Field(
-        3.0,
+        4.0,
         ge=1.0,
         le=8.0,
-        description="max factor of down- then up-sampling along the slice (z) axis of coronal "
-        "and sagittal slices: thicker slices, partial volume (p=0.3)",
+        description="max factor of thicker scanner slices along z (partial volume, then linear "
+        "interpolation back to the canonical grid), in every view (p=0.3)",
     )
     in_plane_downscale: float = Field(
         0.6,

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from vertebral_fracture.metrics import LESION_CONNECTIVITY
 from vertebral_fracture.slicing import SliceStack, window_patch
-from vertebral_fracture.training.augmentation import SliceAugmenter
+from vertebral_fracture.training.augmentation import SliceAugmenter, thick_slice_weights
 
 
 def _check_stack(stack: SliceStack) -> None:
@@ -132,6 +132,21 @@ class SliceDataset(Dataset):
             weights[members] = (present / np.maximum(present.sum(axis=0), 1)).sum(axis=1)
         return weights
 
+    def _image(self, index: int, seed: int | None) -> np.ndarray:
+        """(C, h, w) float32 channels of item ``index``; when the augmenter thickens the slices
+        of a view cut across z, each channel is composed from the stack's neighbouring slices
+        (``augmentation.thick_slice_weights``)."""
+        stack_id, i = (int(n) for n in self._items[index, :2])
+        planes = self.stacks[stack_id].images
+        channels = neighbour_indices(i, len(planes), self.in_channels)
+        thickening = self.augmenter and self.augmenter.thickening_across_slices(seed)
+        if not thickening:
+            return np.asarray(self._cut(planes, index, channels), dtype=np.float32)
+        weights = thick_slice_weights(channels, len(planes), *thickening)
+        used = np.flatnonzero(weights.any(axis=0))
+        fine = np.asarray(self._cut(planes, index, used), dtype=np.float32)
+        return np.tensordot(weights[:, used], fine, axes=1)
+
     def __getitem__(
         self, key: int | tuple[int, int]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -139,10 +154,7 @@ class SliceDataset(Dataset):
             index, seed = int(key[0]), int(key[1])
         else:
             index, seed = int(key), None
-        stack_id, i = (int(n) for n in self._items[index, :2])
-        stack = self.stacks[stack_id]
-        channels = neighbour_indices(i, len(stack.images), self.in_channels)
-        image = np.asarray(self._cut(stack.images, index, channels), dtype=np.float32)  # (C, h, w)
+        image = self._image(index, seed)  # (C, h, w)
         mask = np.asarray(self._mask(index) > 0, dtype=np.uint8)  # (h, w)
         if self.augmenter is not None:
             hwc, mask = self.augmenter(np.ascontiguousarray(image.transpose(1, 2, 0)), mask, seed)
