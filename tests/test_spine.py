@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from tests.conftest import REAL_CT, REAL_CT_VERTEBRAE
-from vertebral_fracture.phantoms import PhantomSetParams, Tissue, generate_phantom_set
+from vertebral_fracture.phantoms import (
+    PhantomAppearance,
+    PhantomSetParams,
+    Tissue,
+    generate_phantom_set,
+)
 from vertebral_fracture.planting import planted_cases
 from vertebral_fracture.preprocessing import resample, to_canonical
 from vertebral_fracture.slicing import (
@@ -131,6 +136,25 @@ def test_centre_stays_on_the_spine_next_to_a_bright_distractor(phantoms, distrac
         with_distractor[:, :, : hu.shape[2] // 3][np.broadcast_to(block, hu.shape[:2])] = 700
     spine = locate_spine(with_distractor, spacing)
     assert _fracture_outside_window(spine, mask, spacing) == 0
+
+
+def test_windows_hold_the_fracture_of_a_phantom_whose_iliac_wing_drew_the_tracker():
+    # an L4-L5 field 120 mm wide: seeded at the sacrum's bottom, the tracker was drawn onto an
+    # iliac wing cut by the field's edge on its way up (half the fracture fell outside)
+    params = PhantomSetParams(
+        n_cases=3,
+        shape=(96, 96, 96),
+        spacing_mm=(1.25, 1.25, 1.25),
+        seed=3,
+        orientations=["RAS", "LPS", "PIR"],
+        fracture_free_fraction=0.0,
+        appearance=PhantomAppearance(levels=("L4", "L5")),
+    )
+    phantom = generate_phantom_set(params)[2]
+    ct, mask = to_canonical(phantom.ct, phantom.fracture_mask, CANONICAL_MM)
+    spine = locate_spine(np.asanyarray(ct.dataobj).astype(np.float32), CANONICAL_MM)
+    mask = np.asanyarray(mask.dataobj) > 0
+    assert _fracture_outside_window(spine, mask, np.array(CANONICAL_MM)) == 0
 
 
 def test_windows_hold_the_lumbar_bodies_of_a_real_ct():

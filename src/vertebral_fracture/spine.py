@@ -57,6 +57,19 @@ SIGMA_Z_MM = 12.0
 #: Width (mm) of the prior toward the body's left-right midline: ribs, iliac wings and arms
 #: lie farther out, a scoliotic spine rarely more than a few centimetres.
 MIDLINE_SIGMA_MM = 50.0
+#: A coarse block is bone for the compactness test above this mean cortex weight: a thin
+#: cortex crossing it (a quarter of its voxels at ~300 HU) closes the body's ring.
+COMPACT_BONE_WEIGHT = 0.01
+#: Bone survives an opening with a disk of this radius (mm) where it is thicker than twice it
+#: in every in-plane direction: a vertebral body (>= ~25 mm deep), the sacrum; not an iliac
+#: wing (fossa 5-9 mm, crest 9-14 mm), a rib or a process.
+COMPACT_RADIUS_MM = 8.0
+#: Seed weight of bone far from compact bone, relative to the body's (~1): the iliac wings,
+#: whose cortex outweighs an osteoporotic column's, no longer draw the seed.
+COMPACT_FLOOR = 0.2
+#: The seed's column is scored by this percentile of its weight along z, not the mean: the
+#: column runs through every slice, the pelvis (dense, but only below L4-L5) does not.
+SEED_PERCENTILE = 25.0
 #: Tracking search radius (mm): the column moves little from one slice to the next, while the
 #: aorta, ribs and iliac wings mostly lie farther from its centre.
 TRACK_RADIUS_MM = 35.0
@@ -87,26 +100,40 @@ def locate_spine(hu: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
     coarse_mm = spacing * factors
     hu = np.asarray(hu, dtype=np.float32)
     sigma = np.array([SIGMA_PLANE_MM, SIGMA_PLANE_MM, SIGMA_Z_MM]) / coarse_mm
-    cortex = _smoothed_weight(hu, CORTEX_HU_LOW, CORTEX_HU_HIGH, CORTEX_EXPONENT, factors, sigma)
+    ramp = np.clip((hu - CORTEX_HU_LOW) / (CORTEX_HU_HIGH - CORTEX_HU_LOW), 0, 1)
+    blocks = _block_mean(ramp**CORTEX_EXPONENT, factors)
+    cortex = ndimage.gaussian_filter(blocks, sigma=sigma)
+    # the seed prefers bone near a compact mass to thin bone (iliac wings, ribs, processes);
+    # the tracker keeps the plain weight (weighting it too moved the real CT's centres below
+    # S1 forward and shifted its level names by two)
+    gain = COMPACT_FLOOR + ndimage.gaussian_filter(_compact_bone(blocks, coarse_mm), sigma)
     body = _block_mean((hu > BODY_HU).astype(np.float32), factors)
-    track = _track(cortex, _seed(cortex, body, coarse_mm[0]), TRACK_RADIUS_MM / coarse_mm[:2])
+    seed = _seed(cortex * gain, body, coarse_mm[0])
+    track = _track(cortex, seed, TRACK_RADIUS_MM / coarse_mm[:2])
     centres = _front_referenced(hu, track, spacing, factors)
     sigma = SMOOTH_Z_MM / spacing[2]
     return ndimage.gaussian_filter1d(centres, sigma, axis=0, mode="nearest").astype(np.float32)
 
 
-def _smoothed_weight(
-    hu: np.ndarray,
-    low: float,
-    high: float,
-    exponent: float,
-    factors: np.ndarray,
-    sigma: np.ndarray,
-) -> np.ndarray:
-    """(X, Y, Z) HU -> coarse (Xc, Yc, Zc) smoothed weight ``clip((hu - low) / (high - low),
-    0, 1) ** exponent``; ``sigma`` (3,) in coarse voxels."""
-    ramp = np.clip((hu - low) / (high - low), 0, 1)
-    return ndimage.gaussian_filter(_block_mean(ramp**exponent, factors), sigma=sigma)
+def _compact_bone(blocks: np.ndarray, coarse_mm: np.ndarray) -> np.ndarray:
+    """Coarse (Xc, Yc, Zc) float32, 1 on bone that is thick in every in-plane direction (a
+    vertebral body, its cortical ring filled per slice; the sacrum), 0 on thin plates (iliac
+    wings, ribs, processes) and on bone cut open by the field's edge.
+
+    ``blocks`` is the coarse, unsmoothed cortex weight; the bone mask (blocks above
+    ``COMPACT_BONE_WEIGHT``), closed by one voxel, has its holes filled slice by slice and is
+    opened with a disk of radius ``COMPACT_RADIUS_MM``. Where the marrow is as dark as muscle
+    and the ring stays open (thick slices, osteoporosis) the body is not compact: the weight is
+    a cue that helps where it is seen, the cortex weight still finds the column elsewhere.
+    """
+    bone = blocks >= COMPACT_BONE_WEIGHT
+    in_plane = ndimage.generate_binary_structure(2, 1)[:, :, None]  # slice by slice
+    bone = ndimage.binary_closing(bone, structure=in_plane)  # a ring broken at partial volume
+    filled = ndimage.binary_fill_holes(bone, structure=in_plane)
+    r = COMPACT_RADIUS_MM / coarse_mm[:2]
+    gx, gy = np.ogrid[-int(r[0]) : int(r[0]) + 1, -int(r[1]) : int(r[1]) + 1]
+    disk = ((gx / r[0]) ** 2 + (gy / r[1]) ** 2 <= 1)[:, :, None]
+    return ndimage.binary_opening(filled, structure=disk).astype(np.float32)
 
 
 def _disk(shape: tuple[int, int], centre: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -177,12 +204,13 @@ def _block_mean(volume: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 def _seed(density: np.ndarray, body: np.ndarray, x_mm: float) -> tuple[int, int, int]:
     """(x, y, z) coarse voxel where the tracker starts: the column of bone that persists along
-    z (ribs do not), near the body's left-right midline; z where that column is densest."""
+    z (its ``SEED_PERCENTILE``; ribs and the pelvis do not), near the body's left-right
+    midline; z where that column is densest."""
     x = np.arange(density.shape[0])
     weights = body.sum(axis=(1, 2))
     midline = float((x * weights).sum() / weights.sum()) if weights.sum() else x.mean()
     prior = np.exp(-0.5 * ((x - midline) * x_mm / MIDLINE_SIGMA_MM) ** 2)
-    score = density.mean(axis=2) * prior[:, None]
+    score = np.percentile(density, SEED_PERCENTILE, axis=2) * prior[:, None]
     if score.max() < MIN_DENSITY:  # no bone anywhere: start mid-volume rather than a corner
         return tuple(n // 2 for n in density.shape)  # type: ignore[return-value]
     cx, cy = np.unravel_index(int(np.argmax(score)), score.shape)
