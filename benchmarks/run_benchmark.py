@@ -486,18 +486,19 @@ def measure_large_scan(project: Path, spec: dict) -> dict:
 
 
 def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
-    """Every speed/memory measurement, models and PR-AUC each in a subprocess of its own;
-    on a CPU that computes bfloat16 natively also the proposed model's step with
-    ``cpu_bfloat16`` (a training option, off by default) beside its float32 step."""
+    """Every speed/memory measurement, models and PR-AUC each in a subprocess of its own.
+
+    Training steps are timed in float32, whatever the schedule says, so every variant and
+    every bench compare like for like; on a CPU that computes bfloat16 natively the proposed
+    model's step with ``cpu_bfloat16`` is timed beside its float32 step."""
     from vertebral_fracture.training.loop import cpu_computes_bfloat16
 
     bench = params["benchmark"]
     models = {}
     with timer("speed: training step and inference per volume, per variant"):
         for variant in params["variants"]:
-            train = run_measurement(
-                {"kind": "train_speed", "variant": variant, "steps": bench["speed_steps"]}, project
-            )
+            spec = {"kind": "train_speed", "variant": variant, "steps": bench["speed_steps"]}
+            train = run_measurement({**spec, "training": {"cpu_bfloat16": False}}, project)
             infer = run_measurement({"kind": "infer_speed", "variant": variant}, project)
             models[variant] = {
                 **train,
