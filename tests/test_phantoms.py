@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -20,8 +22,16 @@ from vertebral_fracture.phantoms import (
     generate_phantom_set,
     phantom_preview_figure,
 )
-from vertebral_fracture.phantoms.anatomy import LEVELS, layout_spine, level_geom
+from vertebral_fracture.phantoms.anatomy import (
+    BODY_MARGIN_MM,
+    LEVELS,
+    Vertebra,
+    layout_spine,
+    level_geom,
+    posterior_elements,
+)
 from vertebral_fracture.phantoms.fractures import COMPRESSION_SHAPES, Compression
+from vertebral_fracture.phantoms.pelvis import layout_pelvis
 from vertebral_fracture.vertebrae import (
     FRACTURED_MIN_MM3,
     TOTALSEGMENTATOR_IDS,
@@ -155,7 +165,8 @@ def test_compression_adds_sclerotic_bone_inside_mask():
     ct = _canonical(ph.ct)
     sclerotic = labels == Tissue.SCLEROTIC
     assert sclerotic.any() and mask[sclerotic].all()
-    assert np.median(ct[sclerotic]) > np.median(ct[labels == Tissue.TRABECULAR])
+    marrow = np.isin(labels, [Tissue.TRABECULAR, Tissue.OSTEOPOROTIC_TRABECULAR])
+    assert np.median(ct[sclerotic]) > np.median(ct[marrow])  # normal or osteoporotic patient
 
 
 def test_distractors_are_painted_outside_the_mask(phantoms):
@@ -400,9 +411,10 @@ def test_vertebra_label_maps_name_the_levels_in_view_and_hold_each_fracture(phan
 
 
 def test_morphometry_grades_the_phantoms_compressions_and_spares_intact_bodies():
-    """Six-point heights on the label maps: compressed bodies lose height, intact ones not."""
+    """Six-point heights on the label maps: compressed bodies lose height, intact ones not
+    (but for a few a Schmorl's node or osteophyte deforms: enough cases to tell)."""
     params = _params(
-        n_cases=10, shape=(64, 64, 96), spacing_mm=(1.5, 1.5, 1.5), fracture_free_fraction=0.0
+        n_cases=30, shape=(64, 64, 96), spacing_mm=(1.5, 1.5, 1.5), fracture_free_fraction=0.0
     )
     intact, compressed = [], []
     for ph in generate_phantom_set(params.model_copy(update={"seed": 300})):
@@ -498,3 +510,123 @@ def test_preview_shows_a_case_with_the_pelvis(phantoms, lumbosacral):
     fig = phantom_preview_figure([*without, lumbosacral[0]], max_cases=3)
     titles = [ax.get_title() for ax in fig.axes[::3]]
     assert len(titles) == 3 and any("-S1" in title for title in titles)
+
+
+# ------------------------------------------------------------------------ sagittal profile
+
+WHOLE_SPINE = (40, 40, 330)  # at 2 mm: a field from above T1 to below S1 (layouts only)
+
+
+@pytest.fixture(scope="module")
+def whole_spines() -> list[list[Vertebra]]:
+    """T1..S1 of 60 patients, cranial first (layouts only, no image)."""
+    spacing, look = np.full(3, 2.0), PhantomAppearance(levels=("T9", "T9"))
+    spines = []
+    for seed in range(60):
+        layout = layout_spine(np.random.default_rng(seed), np.zeros(3), spacing, WHOLE_SPINE, look)
+        pelvis = layout_pelvis(np.random.default_rng(seed), layout, spacing, look)
+        spines.append([*layout.vertebrae, pelvis.sacrum.s1])
+        assert [vt.name for vt in spines[-1]] == [*LEVELS, "S1"]
+    return spines
+
+
+def _inclination(vert: Vertebra) -> float:
+    """Sagittal inclination (deg) of a vertebra's cranial axis toward anterior: its endplates'
+    angle to the axial plane."""
+    axis = vert.rot[:, 2]
+    return float(np.degrees(np.arctan2(axis[1], axis[2])))
+
+
+def _disc_height(upper: Vertebra, lower: Vertebra, side: float) -> float:
+    """Height (mm) of the disc between two vertebrae at the front (``side`` 1) or the back (-1)
+    of the upper body: its inferior endplate's edge above the lower's superior endplate."""
+    edge = upper.center + upper.rot @ np.array([0.0, side * upper.geom.ry, -upper.geom.h / 2])
+    endplate = lower.center + lower.geom.h / 2 * lower.rot[:, 2]
+    return float((edge - endplate) @ lower.rot[:, 2])
+
+
+def test_the_spine_curves_as_an_adults_in_the_sagittal_plane(whole_spines):
+    """Cobb angles between the generated endplates: lumbar lordosis L1-S1 30-60 deg and
+    thoracic kyphosis T4-T12 20-50 deg in most patients, flatter and steeper ones in the tails;
+    the sacral slope 25-55 deg; the lordosis' apex (the body farthest in front of the line from
+    L1 to S1) at L3 or L4."""
+    lordosis, kyphosis, slope, apex = [], [], [], []
+    for spine in whole_spines:
+        by_name = {vt.name: vt for vt in spine}
+        incl = {name: _inclination(vt) for name, vt in by_name.items()}
+        lordosis.append(incl["S1"] - incl["L1"])
+        kyphosis.append(incl["T4"] - incl["T12"])
+        slope.append(np.degrees(np.arccos(by_name["S1"].rot[2, 2])))
+        s1 = by_name["S1"]
+        top, l1 = s1.center + s1.geom.h / 2 * s1.rot[:, 2], by_name["L1"].center
+        front = np.cross([1.0, 0.0, 0.0], top - l1)  # anterior normal of the chord (sagittal)
+        lumbar = [f"L{i}" for i in range(1, 6)]
+        apex.append(lumbar[int(np.argmax([(by_name[n].center - l1) @ front for n in lumbar]))])
+    lordosis, kyphosis, slope = np.array(lordosis), np.array(kyphosis), np.array(slope)
+    assert np.all((lordosis > 15) & (lordosis < 65))
+    assert np.mean((lordosis >= 30) & (lordosis <= 60)) >= 0.85 and np.ptp(lordosis) > 20
+    assert np.all((kyphosis > 8) & (kyphosis < 66))
+    assert np.mean((kyphosis >= 20) & (kyphosis <= 50)) >= 0.85 and np.ptp(kyphosis) > 20
+    assert np.all((slope >= 25) & (slope <= 55)) and np.mean((slope >= 30) & (slope <= 50)) >= 0.7
+    assert np.mean(np.isin(apex, ["L3", "L4"])) >= 0.9
+
+
+def test_discs_stay_plausible_along_the_curve(whole_spines):
+    """No bodies overlap (every disc open at its front and back), no disc is wedged beyond
+    ~15 deg, and the L5/S1 disc stands 9-20 mm high in front (adults ~10-16 mm), not a wedge
+    that makes up the sacral slope alone."""
+    worst = []
+    for spine in whole_spines:
+        wedges = [abs(_inclination(lo) - _inclination(up)) for up, lo in pairwise(spine)]
+        worst.append(max(wedges))
+        for upper, lower in pairwise(spine):
+            assert min(_disc_height(upper, lower, side) for side in (-1.0, 1.0)) > 1.0
+        assert 9.0 <= _disc_height(spine[-2], spine[-1], 1.0) <= 20.0
+    assert max(worst) <= 18.0 and np.percentile(worst, 90) <= 16.0
+
+
+def test_bodies_stay_in_a_shallow_field_along_the_curve():
+    """However the spine curves through an 80 mm deep field, the bodies whose centre is in
+    view stay inside it, a margin in front of them (their processes may be cut)."""
+    shape, spacing = (48, 40, 80), np.full(3, 2.0)
+    far = (np.array(shape) - 1) * spacing
+    for seed in range(20):
+        layout = layout_spine(
+            np.random.default_rng(seed), np.zeros(3), spacing, shape, DEFAULT_LOOK
+        )
+        for vt in layout.vertebrae:
+            if 0 <= vt.center[2] <= far[2]:
+                g = vt.geom
+                corners = [vt.rot @ np.array([0.0, g.ry, s * g.h / 2]) for s in (-1, 1)]
+                assert max(vt.center[1] + c[1] for c in corners) < far[1]
+                assert vt.center[1] + g.ry <= far[1] - BODY_MARGIN_MM * layout.scale + 1e-6
+
+
+def test_lower_ribs_are_long_floating_ribs():
+    """T11's ribs run 90+ mm out from the body's centre and T12's beyond 40 mm in most
+    patients (a rudimentary 12th rib in a few), whatever their transverse processes."""
+    reach: dict[str, list[float]] = {"T11": [], "T12": []}
+    for seed in range(100):
+        rng = np.random.default_rng(seed)
+        for name, reaches in reach.items():
+            g = level_geom(LEVELS.index(name), 1.0, rng)
+            ends = np.concatenate([part.extent()[0] for part in posterior_elements(g)])
+            reaches.append(float(np.abs(ends[:, 0]).max()))
+    t11, t12 = np.array(reach["T11"]), np.array(reach["T12"])
+    assert t11.min() > 90 and np.mean(t12 > 40) >= 0.8 and 0 < np.mean(t12 < 40) <= 0.2
+
+
+def test_a_phantoms_lower_ribs_reach_beyond_the_anchors_40_mm():
+    """Painted: T11's and T12's bone (their vertebra ids) reaches beyond 40 mm (the level
+    namer's ``RIB_REACH_MM``) from the body's midline on both sides in a wide field."""
+    look = PhantomAppearance(levels=("T11", "T12"))
+    params = _params(n_cases=3, seed=21, shape=(96, 64, 48), appearance=look)
+    reached = []
+    for ph in generate_phantom_set(params):
+        labels = _canonical(ph.vertebra_labels)
+        for name in ("T11", "T12"):
+            xs = np.nonzero(labels == TOTALSEGMENTATOR_IDS[name])[0]
+            if xs.size:
+                x = (xs - np.median(xs)) * SPACING[0]
+                reached.append(min(-x.min(), x.max()) > 40.0)
+    assert len(reached) >= 4 and np.mean(reached) >= 0.75

@@ -266,17 +266,18 @@ def body_morphometry(
     column_mm = float(_in_plane_mm(matrix).mean())  # a column's cross-section
     front, back = a.max(), a.min()
     depth, width = front - back, lateral.max() - lateral.min()
-    central = np.abs(lateral - np.median(lateral)) <= 0.2 * width
+    # columns along the axis; a band takes whole columns (by their centre), so that an axis
+    # oblique to the grid does not cut the columns at the band's edges short
+    col_a, col_lr = (np.round(c / column_mm).astype(np.int64) for c in (a, lateral))
+    central = np.abs(col_lr * column_mm - np.median(lateral)) <= 0.2 * width
 
     def height(near: float, far: float) -> float:
         """Median column extent of the band ``near..far`` (shares of the depth from the front)."""
-        band = central & (a <= front - near * depth) & (a >= front - far * depth)
+        centre = col_a * column_mm
+        band = central & (centre <= front - near * depth) & (centre >= front - far * depth)
         if not band.any():
             return float("nan")
-        columns = np.round(a[band] / column_mm).astype(np.int64) * 1_000_003 + np.round(
-            lateral[band] / column_mm
-        ).astype(np.int64)
-        _, inverse = np.unique(columns, return_inverse=True)
+        _, inverse = np.unique(col_a[band] * 1_000_003 + col_lr[band], return_inverse=True)
         top = np.full(inverse.max() + 1, -np.inf)
         bottom = np.full(inverse.max() + 1, np.inf)
         np.maximum.at(top, inverse, s[band])
@@ -352,15 +353,20 @@ def measure_vertebrae(labels: np.ndarray, affine: np.ndarray, convention: str) -
         + crop_affine(matrix, box)[:3, 3]
         for label, box in boxes.items()
     }
-    # the spine's local direction: from the vertebra below to the vertebra above
+    # the spine's local direction: from the vertebra below to the vertebra above, a vertebra
+    # the field cuts at its top or bottom standing in for neither (its centroid is off)
     by_height = sorted(centres, key=lambda label: -centres[label][2])
+    whole = {
+        label: box[si_axis].start > 0 and box[si_axis].stop < labels.shape[si_axis]
+        for label, box in boxes.items()
+    }
     measured = []
     for i, label in enumerate(by_height):
         box = boxes[label]
         local = crop_affine(matrix, box)
-        above = centres[by_height[max(i - 1, 0)]]
-        below = centres[by_height[min(i + 1, len(by_height) - 1)]]
-        axis = above - below if len(by_height) > 1 else None
+        above = by_height[i - 1] if i > 0 and whole[by_height[i - 1]] else label
+        below = by_height[i + 1] if i + 1 < len(by_height) and whole[by_height[i + 1]] else label
+        axis = centres[above] - centres[below] if above != below else None
         vertebra = labels[box] == label
         body = vertebra if convention == FOUND_BODIES else vertebral_body(vertebra, local, axis)
         # complete: the vertebra's top and bottom, and its body all round, are in view

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,7 +68,39 @@ _NOMINAL = {  # nominal adult dimensions (mm / degrees) at the anchor levels
     "tp_len": [15, 15, 6, 20, 16],
     "tp_angle": [35, 35, 15, 5, 10],
     "tp_r": [3.5, 3.5, 2.5, 3, 3.5],
+    "rib_r": [3, 3.2, 3, 3, 3],  # ribs ~6 mm thick, ~10 mm tall (aspect 1.6) down to T12
 }
+# Sagittal profile, Cobb angles (deg) drawn per case as (mean, sd, low, high): normal around
+# the adult mean, a few % of cases in each tail (flat backs; strong curves, piling up at the
+# clip), the lordosis clipped where its steepest disc reaches ~15 deg (bodies are not wedged).
+LORDOSIS_DEG = (47.0, 8.0, 20.0, 60.0)  # L1 top to S1 top (adults ~30-60)
+KYPHOSIS_DEG = (35.0, 8.0, 12.0, 62.0)  # T4 top to T12 bottom (adults ~20-50)
+# Share of each Cobb angle bent by each disc: lordosis grows caudally (L4-S1 ~ half of it),
+# kyphosis peaks at T7-T8; T1-T4 adds a quarter of the T4-T12 kyphosis over its 3 discs.
+LORDOSIS_SHARE = (0.12, 0.17, 0.22, 0.24, 0.25)  # L1/L2 .. L5/S1
+KYPHOSIS_SHARE = (0.08, 0.12, 0.15, 0.16, 0.16, 0.14, 0.11, 0.08)  # T4/T5 .. T11/T12
+UPPER_KYPHOSIS = 0.25
+# The T12/L1 disc is the transition (about straight), in some a small junctional kyphosis.
+JUNCTION_KYPHOSIS_P = 0.15
+JUNCTION_KYPHOSIS_DEG = (3.0, 10.0)
+# The sacral slope (S1's endplate from the axial plane, deg) follows the lordosis (it sets the
+# pelvis the lordosis stands on, Roussouly 2005): offset + share of the lordosis, sd, clip.
+SACRAL_SLOPE = (8.0, 0.6, 4.0, (25.0, 55.0))
+TILT_JITTER = 0.02  # sd of each vertebra's tilt off the axis tangent (rad, per direction)
+CURVE_STEP_MM = 0.5  # arc-length step of the sampled axis
+CURVE_BEYOND_MM = 300.0  # the axis runs on straight past T1 and below S1's endplate
+# Bony ribs, head to tip (mm, adults): T1..T10 nominal by level, the floating T11/T12 drawn;
+# the field of view cuts what it cannot show.
+_RIB_ANCHORS = [0, 2, 5, 8, 9]  # level indices of T1, T3, T6, T9, T10
+_RIB_NOMINAL_MM = [130, 230, 280, 260, 230]
+FLOATING_RIB_MM = {"T11": (120.0, 200.0), "T12": (60.0, 140.0)}
+SHORT_T12_RIB_MM = (30.0, 50.0)  # a rudimentary 12th rib ...
+SHORT_T12_RIB_P = 0.1  # ... in this share of cases
+RIB_RADIUS_MM = 85.0  # the shaft's curvature in the axial plane (a thorax ~140 mm half wide)
+RIB_START_DEG = -25.0  # the shaft leaves the tubercle backward-lateral, then turns forward
+RIB_LEVEL_MM = 30.0  # the shaft runs about level out to its angle (beside its vertebra) ...
+RIB_DROP = 0.35  # ... then sinks this many mm per mm (the ribs slope down as they run round)
+RIB_SEGMENT_MM = 20.0  # length of the capsules the curved shaft is drawn with
 
 
 @dataclass(frozen=True)
@@ -89,10 +122,11 @@ class VertebraGeom:
     tp_len: float
     tp_angle: float
     tp_r: float
+    rib_r: float
     cav: float  # endplate concavity depth
     waist: float  # relative narrowing at mid-height
     kidney: float  # posterior wall concavity
-    has_rib: bool
+    rib_len: float  # bony rib, head to tip (0: none)
     has_cord: bool
 
     @property
@@ -123,14 +157,59 @@ class Vertebra:
 
 
 @dataclass(frozen=True)
-class SpineCurve:
-    """Smooth spinal axis x(z), y(z) in mm: sagittal parabola plus scoliotic sine."""
+class SagittalAngles:
+    """A case's sagittal profile in degrees (Cobb angles between endplates)."""
 
+    lordosis: float  # L1 superior to S1 superior endplate
+    kyphosis: float  # T4 superior to T12 inferior endplate
+    junction: float  # kyphosis of the T12/L1 disc (0 in most)
+    sacral_slope: float  # S1's superior endplate from the axial plane
+
+    def wedges(self) -> Array:
+        """Lordotic wedge (deg, < 0 kyphotic) of the disc below each level T1..L5 (L5/S1)."""
+        kyphosis = np.array(KYPHOSIS_SHARE) * self.kyphosis
+        return np.concatenate(
+            [
+                np.full(3, -UPPER_KYPHOSIS * self.kyphosis / 3),
+                -kyphosis,
+                [-self.junction],
+                np.array(LORDOSIS_SHARE) * self.lordosis,
+            ]
+        )
+
+    def inclinations(self) -> Array:
+        """Sagittal inclination (deg, cranial axis toward anterior) of each level T1..L5: S1's
+        is the sacral slope, and each disc above it bends the axis by its wedge."""
+        return self.sacral_slope - np.cumsum(self.wedges()[::-1])[::-1]
+
+
+def draw_sagittal_angles(rng: np.random.Generator) -> SagittalAngles:
+    """Per-case lordosis, kyphosis, junctional kyphosis and sacral slope (module ranges)."""
+
+    def clipped_normal(mean: float, sd: float, low: float, high: float) -> float:
+        return float(np.clip(rng.normal(mean, sd), low, high))
+
+    lordosis = clipped_normal(*LORDOSIS_DEG)
+    offset, share, sd, (low, high) = SACRAL_SLOPE
+    return SagittalAngles(
+        lordosis=lordosis,
+        kyphosis=clipped_normal(*KYPHOSIS_DEG),
+        junction=rng.uniform(*JUNCTION_KYPHOSIS_DEG) if rng.random() < JUNCTION_KYPHOSIS_P else 0.0,
+        sacral_slope=clipped_normal(offset + share * lordosis, sd, low, high),
+    )
+
+
+@dataclass(frozen=True)
+class SpineCurve:
+    """Smooth spinal axis x(z), y(z) in mm: a sagittal profile sampled along the axis (straight
+    through each body, bent in the discs) plus a scoliotic sine."""
+
+    z: Array  # (N,) heights of the sagittal samples, increasing
+    y: Array  # (N,) anterior position of the axis there
+    incline: Array  # (N,) inclination (rad) of the cranial tangent toward anterior
     x0: float
-    y0: float
     zc: float
     half_len: float
-    sagittal: float  # > 0 kyphosis, < 0 lordosis (mm at the ends)
     lateral: float
     waves: float
     phase: float
@@ -139,23 +218,60 @@ class SpineCurve:
         """Axis position (x, y) in mm at heights ``z`` (mm)."""
         zn = (z - self.zc) / self.half_len
         x = self.x0 + self.lateral * np.sin(np.pi * self.waves * zn + self.phase)
-        return x, self.y0 + self.sagittal * (zn**2 - 1.0 / 3.0)
+        return x, np.interp(z, self.z, self.y)
 
     def tangent(self, z: float) -> Array:
         """Unnormalised cranial tangent (3,) at height ``z``."""
         zn = (z - self.zc) / self.half_len
         k = np.pi * self.waves / self.half_len
         dx = self.lateral * k * np.cos(np.pi * self.waves * zn + self.phase)
-        return np.array([dx, 2 * self.sagittal * zn / self.half_len, 1.0])
+        return np.array([dx, np.tan(np.interp(z, self.z, self.incline)), 1.0])
+
+
+def sagittal_axis(
+    geoms: dict[int, VertebraGeom], angles: SagittalAngles
+) -> tuple[Array, Array, Array, Array, Array]:
+    """The sagittal axis from S1's superior endplate (arc length 0) up past T1.
+
+    Each body is straight along its level's inclination; the axis turns through each disc
+    (inclination linear in arc length), so a disc's wedge is its inclination step.
+
+    Returns:
+        arc length (N,) of the samples, their z and y (mm, relative to the endplate), their
+        inclination (rad), and the arc length of each level's centre (len(LEVELS),) mm.
+    """
+    incl = np.deg2rad(angles.inclinations())
+    knots_s, knots_incl = [0.0], [np.deg2rad(angles.sacral_slope)]
+    centres = np.zeros(len(LEVELS))
+    top = 0.0
+    for lv in range(len(LEVELS) - 1, -1, -1):
+        bottom = top + geoms[lv].disc_h
+        top = bottom + geoms[lv].h
+        centres[lv] = (bottom + top) / 2
+        knots_s += [bottom, top]
+        knots_incl += [incl[lv], incl[lv]]
+    s = np.arange(-CURVE_BEYOND_MM, top + CURVE_BEYOND_MM, CURVE_STEP_MM)
+    incline = np.interp(s, knots_s, knots_incl)
+    z, y = (_cumulative(f(incline)) * CURVE_STEP_MM for f in (np.cos, np.sin))
+    z0, y0 = np.interp(0.0, s, z), np.interp(0.0, s, y)
+    return s, z - z0, y - y0, incline, centres
+
+
+def _cumulative(values: Array) -> Array:
+    """Trapezoidal running sum of evenly spaced ``values`` (N,) in steps, 0 at the first."""
+    return np.concatenate([[0.0], np.cumsum((values[1:] + values[:-1]) / 2)])
 
 
 @dataclass
 class SpineLayout:
-    """Vertebrae (cranial first), the axis curve and the anatomy scale factor."""
+    """Vertebrae (cranial first), the axis curve, the anatomy scale factor, the sagittal
+    angles the case drew and the height (mm) of S1's superior endplate on the axis."""
 
     vertebrae: list[Vertebra]
     curve: SpineCurve
     scale: float
+    angles: SagittalAngles
+    s1_top_z: float
 
 
 def level_geom(level: int, scale: float, rng: np.random.Generator) -> VertebraGeom:
@@ -171,9 +287,21 @@ def level_geom(level: int, scale: float, rng: np.random.Generator) -> VertebraGe
         cav=rng.uniform(0.8, 1.6) * scale,
         waist=rng.uniform(0.07, 0.14),
         kidney=rng.uniform(0.1, 0.25),
-        has_rib=level <= LEVELS.index("T12"),
+        rib_len=rib_length(level, rng) * scale,
         has_cord=level <= LEVELS.index("L1"),
     )
+
+
+def rib_length(level: int, rng: np.random.Generator) -> float:
+    """Adult bony rib length (mm, head to tip) of vertebra ``level``; 0 below T12."""
+    name = LEVELS[level] if level < len(LEVELS) else ""
+    if name == "T12" and rng.random() < SHORT_T12_RIB_P:
+        return rng.uniform(*SHORT_T12_RIB_MM)
+    if name in FLOATING_RIB_MM:
+        return rng.uniform(*FLOATING_RIB_MM[name])
+    if level < LEVELS.index("T11"):
+        return float(np.interp(level, _RIB_ANCHORS, _RIB_NOMINAL_MM)) * rng.uniform(0.95, 1.05)
+    return 0.0
 
 
 def _nominal(level: int, key: str) -> float:
@@ -193,8 +321,9 @@ def layout_spine(
     (a field scaled to fit would teach the models one vertebra size in pixels): a tight field
     shows two or three levels, a tall one many. The field is centred near a level drawn from
     ``appearance.levels``, and only those levels are ``in_segment`` (may carry fractures and
-    distractors). Vertebrae follow a curved axis (kyphosis/lordosis + mild scoliosis), each
-    tilted along the axis tangent and axially rotated.
+    distractors). Vertebrae follow a curved axis, each tilted along the axis tangent and
+    axially rotated: the sagittal profile of the whole spine (thoracic kyphosis, lumbar
+    lordosis, the sacral slope below, ``draw_sagittal_angles``) with a mild scoliotic wave.
     """
     fov = (np.asarray(shape) - 1) * spacing
     centre = origin + fov / 2
@@ -203,28 +332,29 @@ def layout_spine(
     middle = int(rng.integers(first, last + 1))
     scale = rng.uniform(*appearance.size_scale)
     geoms = {lv: level_geom(lv, scale, rng) for lv in range(len(LEVELS))}
+    angles = draw_sagittal_angles(rng)
 
-    # Stack vertebra centres cranio-caudally from the middle level, which sits near mid-field.
-    z = {middle: 0.0}
-    for lv in range(middle + 1, len(LEVELS)):
-        z[lv] = z[lv - 1] - (geoms[lv - 1].h / 2 + geoms[lv - 1].disc_h + geoms[lv].h / 2)
-    for lv in range(middle - 1, -1, -1):
-        z[lv] = z[lv + 1] + (geoms[lv].h / 2 + geoms[lv].disc_h + geoms[lv + 1].h / 2)
+    # The middle level's centre sits near mid-field, at any phase: body or disc mid-field.
+    s, z_rel, y_rel, incline, s_centres = sagittal_axis(geoms, angles)
     pitch = geoms[middle].h + geoms[middle].disc_h
-    shift = centre[2] + rng.uniform(-0.5, 0.5) * pitch  # any phase: body or disc mid-field
-    z = {lv: zz + shift for lv, zz in z.items()}
+    shift = centre[2] + rng.uniform(-0.5, 0.5) * pitch - np.interp(s_centres[middle], s, z_rel)
+    z = {lv: float(np.interp(s_centres[lv], s, z_rel)) + shift for lv in range(len(LEVELS))}
+    y_off = {lv: float(np.interp(s_centres[lv], s, y_rel)) for lv in range(len(LEVELS))}
+    in_view = [middle] + [lv for lv in range(len(LEVELS)) if abs(z[lv] - centre[2]) <= fov[2] / 2]
 
     mid = geoms[middle]
     y0 = centre[1] - (mid.ry + 3 * scale + mid.tip_v) / 2 + rng.normal(0, 0.02) * fov[1]
-    # A field too shallow for the whole vertebra cuts the spinous processes, not the body
+    # A field too shallow for the whole vertebra cuts the spinous processes, not the bodies
     # (where fractures are), as spine-centred reconstructions do.
-    y0 = min(y0, centre[1] + fov[1] / 2 - mid.ry - BODY_MARGIN_MM * scale)
+    front = centre[1] + fov[1] / 2 - BODY_MARGIN_MM * scale
+    y0 = min(y0, *(front - geoms[lv].ry - (y_off[lv] - y_off[middle]) for lv in in_view))
     curve = SpineCurve(
+        z=z_rel + shift,
+        y=y_rel + y0 - y_off[middle],
+        incline=incline,
         x0=centre[0] + rng.normal(0, 0.02) * fov[0],
-        y0=y0,
         zc=centre[2],
         half_len=fov[2] / 2,
-        sagittal=rng.choice([-1, 1]) * rng.uniform(2, 9) * scale,
         lateral=rng.uniform(1, 5) * scale,
         waves=rng.uniform(0.4, 1.1),
         phase=rng.uniform(0, 2 * np.pi),
@@ -238,7 +368,7 @@ def layout_spine(
         if abs(z[lv] - centre[2]) > fov[2] / 2 + g.h:  # entirely outside the field of view
             continue
         x, y = curve.at(np.array(z[lv]))
-        tilt = curve.tangent(z[lv]) + np.append(rng.normal(0, 0.03, 2), 0.0)
+        tilt = curve.tangent(z[lv]) + np.append(rng.normal(0, TILT_JITTER, 2), 0.0)
         rotation = np.deg2rad(0.6 * (x - curve.x0) / scale + rng.normal(0, 2))
         vertebrae.append(
             Vertebra(
@@ -254,7 +384,7 @@ def layout_spine(
                 osteoporotic=osteoporotic,
             )
         )
-    return SpineLayout(vertebrae, curve, scale)
+    return SpineLayout(vertebrae, curve, scale, angles, shift)
 
 
 def cortex_mm(
@@ -350,18 +480,28 @@ def posterior_elements(g: VertebraGeom) -> list[Capsule]:
                 0.7 * g.ped_r,
             ),
         ]
-        if g.has_rib:
+        if g.rib_len > 0:
             head = np.array([side * 0.8 * g.rx, -0.6 * g.ry, 0.4 * g.h])
             tubercle = tp_tip + np.array([0.0, 0.4 * g.tp_r, 0.0])
-            angle = tubercle + np.array([side * 3.0, -1.0, -0.5]) * g.tp_len
-            front = angle + np.array([side * 2.0, 4.0, -1.5]) * g.tp_len
-            r = 0.9 * g.tp_r
-            parts += [
-                Capsule(head, tubercle, r, 1.5),
-                Capsule(tubercle, angle, r, 1.6),
-                Capsule(angle, front, r, 1.6),
-            ]
+            shaft = rib_shaft(tubercle, side, g.rib_len - float(np.linalg.norm(tubercle - head)))
+            parts.append(Capsule(head, tubercle, g.rib_r, 1.5))
+            parts += [Capsule(a, b, g.rib_r, 1.6) for a, b in pairwise(shaft)]
     return parts
+
+
+def rib_shaft(tubercle: Array, side: float, length: float) -> Array:
+    """Points (N, 3) along a rib's shaft of ``length`` mm from its tubercle (local mm): an arc
+    of ``RIB_RADIUS_MM`` in the axial plane leaving backward-lateral on ``side`` and turning
+    forward, level for ``RIB_LEVEL_MM`` and then sloping down by ``RIB_DROP``; just the
+    tubercle when ``length`` <= 0."""
+    t = np.linspace(0.0, max(length, 0.0), max(int(np.ceil(length / RIB_SEGMENT_MM)), 0) + 1)
+    t = np.union1d(t, [RIB_LEVEL_MM]) if length > RIB_LEVEL_MM else t  # a point at the bend
+    start = np.deg2rad(RIB_START_DEG)
+    heading = start + t / RIB_RADIUS_MM  # from lateral toward anterior
+    lateral = RIB_RADIUS_MM * (np.sin(heading) - np.sin(start))
+    anterior = RIB_RADIUS_MM * (np.cos(start) - np.cos(heading))
+    down = RIB_DROP * np.maximum(t - RIB_LEVEL_MM, 0.0)
+    return tubercle + np.stack([side * lateral, anterior, -down], axis=1)
 
 
 def vertebra_extent(g: VertebraGeom) -> tuple[Array, Array]:

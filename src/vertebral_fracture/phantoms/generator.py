@@ -45,7 +45,7 @@ from .anatomy import (
 from .config import PhantomAppearance, PhantomSetParams
 from .distractors import LOCAL_KINDS, Distractor, sample_distractor
 from .fractures import KIND_PROBS, KINDS, Fracture, intact_body, sample_fracture
-from .geometry import Array, Box, ellipse_sdf, make_box
+from .geometry import Array, Box, cuboid_corners, ellipse_sdf, make_box
 from .pelvis import Pelvis, layout_pelvis
 
 _DISTRACTOR_TISSUES = (Tissue.SCHMORL_NODE, Tissue.VEIN_CHANNEL, Tissue.OSTEOPHYTE)
@@ -67,7 +67,9 @@ class Phantom:
     ``vertebra``, mask ``voxels`` and ``centroid_mm`` (world coordinates of its mask's centre,
     ``None`` when no voxel of it survived), so lesions found in the mask can be traced back
     to their kind. ``appearance`` records what the case drew from ``PhantomAppearance``
-    (levels whose centre is in view, patient size, their mean trabecular HU, scanner settings).
+    (levels whose centre is in view, patient size, their mean trabecular HU, scanner settings)
+    and its sagittal profile (the whole spine's Cobb angles of lordosis L1-S1 and kyphosis
+    T4-T12 and its sacral slope, in degrees, whatever the field shows).
     """
 
     case_id: str
@@ -237,7 +239,8 @@ def paint_vertebra(
     d = np.full(u.shape, -np.inf, np.float32)
     end = np.full(u.shape, np.inf, np.float32)
     gap, sclerotic, mask = (np.zeros(u.shape, bool) for _ in range(3))
-    body = box.sub(np.array([[-g.rx, -1.3 * g.ry, -g.h / 2], [g.rx, g.ry, g.h / 2]]), 4.0)
+    half = np.array([g.rx, g.ry, g.h / 2])
+    body = box.sub(cuboid_corners(half * [-1.0, -1.3, -1.0], half), 4.0)
     if body is not None:
         ev = (fracture.evaluate if fracture else intact_body)(u[body], v[body], w[body], g)
         d[body], end[body], gap[body], sclerotic[body], mask[body] = (
@@ -317,9 +320,12 @@ def case_origin(rng: np.random.Generator, shape: tuple[int, int, int], spacing: 
 
 
 def _fully_visible(vert: Vertebra, canvas: Canvas) -> bool:
+    """Whether the vertebra's body, tilted as it is, lies within the field's slices."""
+    g = vert.geom
+    half = float(np.abs(vert.rot[2]) @ np.array([g.rx, g.ry, g.h / 2]))  # its half height in z
     z0 = canvas.origin[2]
     z1 = z0 + (canvas.labels.shape[2] - 1) * canvas.spacing[2]
-    return z0 + vert.geom.h / 2 <= vert.center[2] <= z1 - vert.geom.h / 2
+    return z0 + half <= vert.center[2] <= z1 - half
 
 
 def eligible_vertebrae(layout: SpineLayout, canvas: Canvas) -> list[Vertebra]:
@@ -520,6 +526,9 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
             "levels": [vt.name for vt in in_view],
             "size_scale": round(layout.scale, 3),
             "trabecular_hu": round(float(np.mean([vt.trab_hu for vt in in_view])), 1),
+            "lordosis_deg": round(layout.angles.lordosis, 1),
+            "kyphosis_deg": round(layout.angles.kyphosis, 1),
+            "sacral_slope_deg": round(layout.angles.sacral_slope, 1),
             **{name: round(value, 3) for name, value in scanner.items()},
         },
     )

@@ -70,6 +70,14 @@ class Box:
         return tuple(out)
 
 
+def cuboid_corners(lo: Array, hi: Array) -> Array:
+    """The 8 corners (8, 3) of the axis-aligned cuboid [lo, hi]: in a rotated frame only all of
+    them bound it."""
+    return np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    )
+
+
 def make_box(
     shape: tuple[int, int, int],
     origin: Array,
@@ -83,10 +91,7 @@ def make_box(
 
     Returns ``None`` when the cuboid lies outside the volume.
     """
-    corners = np.array(
-        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
-    )
-    world = center + corners @ rot.T
+    world = center + cuboid_corners(lo, hi) @ rot.T
     i0 = np.maximum(np.floor((world.min(0) - origin) / spacing).astype(int), 0)
     i1 = np.minimum(np.ceil((world.max(0) - origin) / spacing).astype(int) + 1, shape)
     if np.any(i1 <= i0):

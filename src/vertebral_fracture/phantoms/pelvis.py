@@ -1,7 +1,8 @@
 """Sacrum and pelvis of the phantom, drawn where the field reaches below L5.
 
-The sacrum hangs from S1, whose superior endplate lies under the L5/S1 disc, tilted forward
-from L5's by the disc's wedge angle. It lives in S1's frame (u lateral, v anterior, w along
+The sacrum hangs from S1, whose superior endplate lies on the spinal axis under the L5/S1
+disc, inclined by the case's sacral slope (``anatomy.SagittalAngles``): the disc is wedged by
+what the lordosis bends at L5/S1. It lives in S1's frame (u lateral, v anterior, w along
 S1's axis, centred on the S1 body, as a vertebra's): S1's body and posterior arch, the lower
 segments narrowing along a circular arc that carries them back and down (the sacrum's anterior
 concavity), the lateral masses (the alae at S1) with the anterior sacral foramina, and the
@@ -11,8 +12,10 @@ Each ilium is a curved plate in a world-aligned frame whose origin is the centre
 superior endplate (x mirrored to the side): in every axial plane an elliptic arc, convex
 posterolaterally (gluteal surface) and concave anteromedially (iliac fossa), from the
 sacroiliac joint to the anterior superior iliac spine; thin in the fossa, thicker along the
-crest and behind the joint (iliac tuberosity). The ilium stops a joint space short of the
-sacrum's lateral mass: that gap is the sacroiliac joint. Lengths are in mm, angles in radians.
+crest and behind the joint (iliac tuberosity); its sacroiliac end follows the sacrum back
+down the joint and keeps that depth below it (greater sciatic notch). The ilium stops a joint
+space short of the sacrum's lateral mass: that gap is the sacroiliac joint. Lengths are in mm,
+angles in radians.
 """
 
 from __future__ import annotations
@@ -33,11 +36,6 @@ from .anatomy import (
 from .config import PhantomAppearance
 from .geometry import Array, capsule_sdf, ellipse_sdf, frame_from_axis
 
-# S1's superior endplate tilts forward from L5's inferior one by the L5/S1 disc's wedge angle
-# (adults ~10-15 deg). Relative to L5, not to the horizontal: the phantom's lumbar spine has
-# little lordosis, so a real sacral slope (~40 deg) on one disc would make a 30 mm wedge.
-LUMBOSACRAL_ANGLE_DEG = (8.0, 18.0)
-LUMBOSACRAL_BACK = 0.6  # posterior height of the L5/S1 disc over its nominal height (a wedge)
 SACRAL_LENGTH_MM = (95.0, 115.0)  # S1 endplate to the S5 tip along the curve (adults)
 SACRAL_RADIUS_MM = (90.0, 140.0)  # radius of the sacrum's anterior concavity
 SACRAL_TAPER = (0.6, 0.45)  # width, depth of the S5 body lost relative to S1's
@@ -106,6 +104,13 @@ class Sacrum:
             "back": canal_v - canal_ry - 2 * g.lam_r,
         }
 
+    def behind(self, drop: float) -> float:
+        """How far (mm) the sacrum's arc lies behind S1's superior endplate centre ``drop`` mm
+        (world z) below it, in the sagittal plane: the sacral slope run down the arc."""
+        slope = np.arccos(self.s1.rot[2, 2])
+        below = np.clip(np.sin(slope) - drop / self.radius, -1.0, 1.0)
+        return float(self.radius * (np.sqrt(1 - below**2) - np.cos(slope)))
+
     def extent(self) -> tuple[Array, Array]:
         """S1-frame cuboid (lo, hi) in mm enclosing S1 with its posterior elements and the
         sacrum below it."""
@@ -166,7 +171,7 @@ class Ilium:
     ant: float  # arc angle of the anterior superior iliac spine
     crest: float  # height of the crest top above the origin
     notch: float  # height below which the posterior edge retreats (greater sciatic notch)
-    drift: float  # the sacroiliac end moves back this many mm per mm below the origin
+    drift: float  # the sacroiliac end moves back this many mm per mm down to the notch
     wing_mm: float
     crest_mm: float
     tuberosity_mm: float
@@ -175,9 +180,9 @@ class Ilium:
         """Signed distance (mm) to the ilium at pelvis-frame coordinates (mm, one shape)."""
         mx = self.side * x
         ax = self.ax * (1 - ILIAC_TAPER * np.clip((self.crest - z) / ILIAC_DEPTH_MM, 0, 1))
-        # the arc through the sacroiliac end, following the sacrum back below S1
+        # the arc through the sacroiliac end, following the sacrum back along the joint
         cx = self.anchor[0] - ax * np.cos(self.post)
-        cy = self.anchor[1] + self.drift * np.minimum(z, 0) - self.ay * np.sin(self.post)
+        cy = self.anchor[1] + self.drift * np.clip(z, self.notch, 0) - self.ay * np.sin(self.post)
         radial, _ = ellipse_sdf(mx - cx, y - cy, ax, self.ay)
         angle = np.arctan2((y - cy) / self.ay, (mx - cx) / ax)
         speed = np.hypot(ax * np.sin(angle), self.ay * np.cos(angle))  # mm per radian of arc
@@ -196,7 +201,7 @@ class Ilium:
         """Pelvis-frame cuboid (lo, hi) in mm enclosing the wing."""
         reach = self.ax * (1 - np.cos(self.post)) + self.anchor[0] + self.crest_mm
         xs = self.side * np.array([self.anchor[0] - self.tuberosity_mm, reach])
-        back = self.anchor[1] - self.drift * ILIAC_DEPTH_MM - self.tuberosity_mm - self.ay
+        back = self.anchor[1] + self.drift * self.notch - self.tuberosity_mm - self.ay
         front = self.anchor[1] + 2 * self.ay
         lo = np.array([xs.min(), back, self.crest - ILIAC_DEPTH_MM])
         return lo - 2.0, np.array([xs.max(), front, self.crest]) + 2.0
@@ -222,20 +227,17 @@ class Pelvis:
 def place_s1(
     l5: Vertebra, layout: SpineLayout, spacing: Array, rng: np.random.Generator
 ) -> Vertebra:
-    """S1 under L5: tilted forward from L5 by the lumbosacral angle about the back of the L5/S1
-    disc (the disc is a wedge, taller in front), densities of the patient's vertebrae."""
+    """S1 under L5: its superior endplate centred on the spinal axis below the L5/S1 disc,
+    tilted along the axis there (the sacral slope), densities of the patient's vertebrae."""
     g = level_geom(len(LEVELS), layout.scale, rng)  # np.interp holds L5's nominal size
-    wedge = np.deg2rad(rng.uniform(*LUMBOSACRAL_ANGLE_DEG))
-    axis = l5.rot @ np.array([0.0, np.sin(wedge), np.cos(wedge)])
-    rot = frame_from_axis(axis, rng.normal(0, 0.03))
-    corner = l5.center + l5.rot @ np.array([0.0, -l5.geom.ry, -l5.geom.h / 2])
-    top_back = corner - LUMBOSACRAL_BACK * l5.geom.disc_h * rot[:, 2]
+    top = np.array([*layout.curve.at(np.array(layout.s1_top_z)), layout.s1_top_z], float)
+    rot = frame_from_axis(layout.curve.tangent(layout.s1_top_z), rng.normal(0, 0.03))
     verts = layout.vertebrae
     return Vertebra(
         name="S1",
         level=len(LEVELS),
         geom=g,
-        center=top_back + g.ry * rot[:, 1] - g.h / 2 * rot[:, 2],
+        center=top - g.h / 2 * rot[:, 2],
         rot=rot,
         in_segment=False,  # never fractured: no comparable body
         trab_hu=float(np.mean([vt.trab_hu for vt in verts]) * rng.uniform(0.9, 1.1)),
@@ -273,6 +275,7 @@ def layout_pelvis(
     joint_mm = max(rng.uniform(*SI_JOINT_MM) * scale, 1.05 * spacing.max())
     ilia = []
     for side in (-1.0, 1.0):
+        notch = -rng.uniform(*SI_JOINT_DEPTH_MM) * scale
         post = np.deg2rad(rng.uniform(*ILIAC_POST_DEG))
         span = rng.uniform(*ILIAC_HALF_SPAN_MM) * scale
         anchor_x = sacrum.ala_mm - SI_OVERLAP_MM * scale
@@ -286,8 +289,8 @@ def layout_pelvis(
                 post=post,
                 ant=np.deg2rad(rng.uniform(*ILIAC_ANT_DEG)),
                 crest=l5_top + rng.uniform(*CREST_ABOVE_L5_TOP_MM) * scale,
-                notch=-rng.uniform(*SI_JOINT_DEPTH_MM) * scale,
-                drift=float(np.tan(slope)),
+                notch=notch,
+                drift=sacrum.behind(-notch) / -notch,
                 wing_mm=rng.uniform(*ILIAC_WING_MM) * scale,
                 crest_mm=rng.uniform(*ILIAC_CREST_MM) * scale,
                 tuberosity_mm=rng.uniform(*ILIAC_TUBEROSITY_MM) * scale,

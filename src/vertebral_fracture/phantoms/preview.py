@@ -32,8 +32,9 @@ def focus_voxel(ct: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
 def phantom_preview_figure(phantoms: list[Phantom], max_cases: int = 6) -> Figure:
     """Up to ``max_cases`` rows, from the least to the densest bone: axial, coronal and
     sagittal planes of the canonical (RAS) CT, titled with the levels in view and what the
-    case drew. Where some case shows the sacrum (S1 in view) and none of those picked does,
-    the middle row is one that does, so the sheet shows the pelvis.
+    case drew (over the sagittal plane, which shows the curvature: its lordosis, kyphosis and
+    sacral slope). Where some case shows the sacrum (S1 in view) and none of those picked
+    does, the middle row is one that does, so the sheet shows the pelvis.
 
     Planes pass through the fracture-mask centroid (volume centre if fracture-free), are shown
     in radiological convention (patient right on the left, anterior up / on the left) with
@@ -83,7 +84,8 @@ def phantom_preview_figure(phantoms: list[Phantom], max_cases: int = 6) -> Figur
         row[2].set_title(
             f"size x{look['size_scale']:.2f}, trabecular {look['trabecular_hu']:.0f} HU, "
             f"slice {look['slice_thickness_mm']:.1f} mm, noise {look['noise_hu']:.0f} HU\n"
-            "sagittal",
+            f"sagittal: lordosis {look['lordosis_deg']:.0f}, kyphosis {look['kyphosis_deg']:.0f}, "
+            f"sacral slope {look['sacral_slope_deg']:.0f} deg",
             fontsize=8,
         )
     return fig
