@@ -494,11 +494,15 @@ def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
     from vertebral_fracture.training.loop import cpu_computes_bfloat16
 
     bench = params["benchmark"]
+
+    def train_speed(variant: str, bfloat16: bool) -> dict:
+        spec = {"kind": "train_speed", "variant": variant, "steps": bench["speed_steps"]}
+        return run_measurement({**spec, "training": {"cpu_bfloat16": bfloat16}}, project)
+
     models = {}
     with timer("speed: training step and inference per volume, per variant"):
         for variant in params["variants"]:
-            spec = {"kind": "train_speed", "variant": variant, "steps": bench["speed_steps"]}
-            train = run_measurement({**spec, "training": {"cpu_bfloat16": False}}, project)
+            train = train_speed(variant, bfloat16=False)
             infer = run_measurement({"kind": "infer_speed", "variant": variant}, project)
             models[variant] = {
                 **train,
@@ -508,8 +512,7 @@ def measure_speed(project: Path, params: dict, timer: StageTimer) -> dict:
     bfloat16 = None
     if cpu_computes_bfloat16() and "multitask" in models:
         with timer("speed: a training step in bfloat16 on this CPU"):
-            spec = {"kind": "train_speed", "variant": "multitask", "steps": bench["speed_steps"]}
-            fast = run_measurement({**spec, "training": {"cpu_bfloat16": True}}, project)
+            fast = train_speed("multitask", bfloat16=True)
         float32 = models["multitask"]["train_s_per_step"]
         bfloat16 = {
             "float32_s_per_step": float32,

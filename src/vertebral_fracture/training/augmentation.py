@@ -141,10 +141,11 @@ class SliceAugmenter:
         # Thicker slices come first, as the scanner makes them; in views cut across z the
         # dataset composes each item's slices from thicker ones (:meth:`thickening_across_slices`)
         z_axis = slice_axis_in_plane(view)
-        self._thickens_across_slices = params.slice_thickness > 1 and z_axis is None
+        thickens = params.slice_thickness > 1
+        self._thickens_across_slices = thickens and z_axis is None
         self._rng = np.random.default_rng()
         transforms: list[A.BasicTransform] = []
-        if params.slice_thickness > 1 and z_axis is not None:
+        if thickens and z_axis is not None:
             transforms.append(AxisResample(z_axis, params.slice_thickness))
         if params.rotation_deg > 0 or params.shift > 0 or params.scale > 0:
             transforms.append(
