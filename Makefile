@@ -48,7 +48,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run_benchmark.py
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests notebooks benchmarks
 
 clean-data:
 	find data -type f ! -name .gitkeep -delete
