@@ -249,7 +249,7 @@ def score_norm(threshold: float, decades: float = SHOWN_DECADES) -> mcolors.Norm
     return mcolors.FuncNorm((forward, inverse), vmin=10.0**low, vmax=1.0)
 
 
-def _overlay_prob(ax, prob2d: np.ndarray, extent, threshold: float, alpha: float = 0.85):
+def overlay_scores(ax, prob2d: np.ndarray, extent, threshold: float, alpha: float = 0.85):
     """Scores from ``SHOWN_DECADES`` below ``threshold`` up, on :func:`score_norm`."""
     norm = score_norm(threshold)
     shown = np.ma.masked_less(np.asarray(prob2d, dtype=float), norm.vmin)
@@ -393,7 +393,7 @@ def mip_comparison_figure(
             else:
                 thr = float(thresholds[col])
                 prob_mip = project_mip(preds[col], view.axis).astype(float)
-                _overlay_prob(ax, prob_mip, extent, thr)
+                overlay_scores(ax, prob_mip, extent, thr)
                 _contour(ax, prob_mip >= thr, extent, PRED_OUTLINE_COLOR, 0.9)
                 _contour(ax, gt_mip, extent, GT_COLOR, 0.8, "--")
             _setup_panel(ax, view, extent)
@@ -460,7 +460,7 @@ def slice_overlay_figure(
             if col in preds:
                 thr = float(thresholds[col])
                 prob_sl = orthogonal_slice(preds[col], view.axis, idx).astype(float)
-                _overlay_prob(ax, prob_sl, extent, thr, alpha=0.7)
+                overlay_scores(ax, prob_sl, extent, thr, alpha=0.7)
                 _contour(ax, prob_sl >= thr, extent, PRED_OUTLINE_COLOR, 0.9)
             _contour(ax, gt_sl, extent, GT_COLOR, 1.0)
             kw = dict(color="white", lw=0.4, ls=":", alpha=0.6)
