@@ -7,9 +7,11 @@
    training,inference,fusion,reporting --params seed=<s>``, every variant (proposed, thesis
    baseline, smp peer, ungated ablation) scored by the pipelines' own nodes, then the
    ``evaluate`` pipeline on each extra test set (its own ``output_root``); each run's
-   ``metrics.json`` and ``score_histograms.npz`` are kept in ``data/bench/seeds/<s>/`` and
-   reused for the same code and parameters (a killed bench resumes at its seed).
-3. Per test set: mean and spread over seeds; paired bootstrap over test cases and seeds.
+   ``metrics.json``, ``score_histograms.npz`` and ``vertebrae.csv`` are kept in
+   ``data/bench/seeds/<s>/`` and reused for the same code and parameters (a killed bench
+   resumes at its seed).
+3. Per test set: mean and spread over seeds; paired bootstrap over test cases and seeds;
+   vertebra-level detection per fracture kind where a phantom manifest names the kinds.
 4. Speed and memory, one subprocess per measurement, with the pipelines' functions.
 5. ``benchmarks/results.json`` (commit, seeds, test cases) and ``docs/benchmarks.md``.
 
@@ -49,7 +51,12 @@ from report import TEST_SETS, markdown  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_MARK = "BENCH_RESULT "
 PIPELINES = ["training", "inference", "fusion", "reporting"]
-KEPT = ("metrics.json", "score_histograms.npz")  # per seed, from data/<root>/08_reporting
+KEPT = (
+    "metrics.json",
+    "score_histograms.npz",
+    "vertebrae.csv",
+)  # per seed, from data/<root>/08_reporting
+MANIFEST = "02_intermediate/phantom_manifest.json"  # under a data root: the fracture kinds
 logger = logging.getLogger("benchmark")
 
 
@@ -220,8 +227,10 @@ def write_test_sets(params: dict, root: Path) -> None:
     from vertebral_fracture.planting import planted_cases
 
     bench = params["benchmark"]
-    phantoms, _, preview = generate_phantoms(PhantomSetParams(**bench["out_of_domain"]))
+    phantoms, manifest, preview = generate_phantoms(PhantomSetParams(**bench["out_of_domain"]))
     preview.savefig(root / "out_of_domain_preview.png", dpi=80)
+    (root / "out_of_domain" / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+    (root / "out_of_domain" / MANIFEST).write_text(json.dumps(manifest))
     real = dict(bench["real_bone"])
     paths = {key: ROOT / real.pop(key) for key in ("scan", "vertebrae", "subregions")}
     for name, scans in (("out_of_domain", phantoms), ("real_bone", planted_cases(**paths, **real))):
@@ -241,10 +250,14 @@ def fingerprint_of(params: dict, commit: dict) -> str:
 # ----------------------------------------------------------------------------- stage 3
 
 
-def summarise(folders: dict[int, Path], params: dict) -> dict:
-    """Per method: mean, spread and per-seed figures; paired bootstrap over cases and seeds."""
+def summarise(folders: dict[int, Path], params: dict, manifest: Path | None = None) -> dict:
+    """Per method: mean, spread and per-seed figures; paired bootstrap over cases and seeds;
+    with a phantom ``manifest``, vertebra-level detection per fracture kind."""
+    import pandas as pd
+
     from vertebral_fracture.datasets import ArraysDataset
     from vertebral_fracture.evaluation import histograms_from_arrays
+    from vertebral_fracture.findings import detection_by_kind
     from vertebral_fracture.metrics import bootstrap_average_precision
 
     per_seed = {
@@ -265,6 +278,25 @@ def summarise(folders: dict[int, Path], params: dict) -> dict:
         }
         rows[method] = {key: _spread(values) for key, values in figures.items()}
         rows[method]["seeds"] = [s for s in seeds if method in per_seed[s]]
+    if manifest is not None and manifest.exists():
+        kinds = {
+            (case["case_id"], fracture["vertebra"]): fracture["kind"]
+            for case in json.loads(manifest.read_text())
+            for fracture in case["fractures"]
+        }
+        for method in methods:
+            per_kind = [
+                detection_by_kind(table[table["method"] == method].to_dict("records"), kinds)
+                for table in (pd.read_csv(f / "vertebrae.csv") for f in folders.values())
+                if method in set(table["method"])
+            ]
+            rows[method]["by_kind"] = {
+                kind: {
+                    "n": per_kind[0][kind]["n"],
+                    **{k: _spread([p[kind][k] for p in per_kind]) for k in ("sensitivity", "auc")},
+                }
+                for kind in per_kind[0]
+            }
     histograms = {
         s: histograms_from_arrays(ArraysDataset(filepath=str(f / "score_histograms.npz")).load())
         for s, f in folders.items()
@@ -608,8 +640,12 @@ def _run(project: Path, smoke: bool, results_path: Path, docs_path: Path) -> dic
         write_test_sets(params, project / params["data_root"])
     folders = run_seeds(project, params, fingerprint_of(params, commit), timer)
     with timer("summary: mean over seeds, bootstrap over cases and seeds"):
-        summary = summarise(folders, params)
-        extra = {n: summarise({s: f / n for s, f in folders.items()}, params) for n in TEST_SETS}
+        root = project / params["data_root"]
+        summary = summarise(folders, params, root / MANIFEST)
+        extra = {
+            n: summarise({s: f / n for s, f in folders.items()}, params, root / n / MANIFEST)
+            for n in TEST_SETS
+        }
     speed = measure_speed(project, params, timer)
     results = {
         **commit,

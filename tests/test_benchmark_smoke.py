@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from vertebral_fracture.phantoms.fractures import KINDS
 from vertebral_fracture.training.loop import cpu_computes_bfloat16
 
 pytest.importorskip("segmentation_models_pytorch")
@@ -63,6 +64,12 @@ def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
     for extra in (ood, real):
         assert set(extra["methods"]) == set(methods)
         assert extra["methods"]["multitask_product"]["seeds"] == [1, 2]
+    # detection per fracture kind where a phantom manifest names the kinds (not real bone)
+    for phantom_set in (results, ood):
+        for kind, figures in phantom_set["methods"]["multitask_product"]["by_kind"].items():
+            assert kind in KINDS and figures["n"] >= 1
+            assert all(0 <= s <= 1 for s in figures["sensitivity"]["per_seed"])
+    assert "by_kind" not in real["methods"]["multitask_product"]
     for variant in ("multitask", "baseline", "smp", "ungated"):
         speed = results["speed"]["models"][variant]
         assert speed["train_s_per_step"] > 0 and speed["infer_s_per_volume"] > 0

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from vertebral_fracture.evaluation import LesionThresholdSearch, lesion_kinds, score_methods
-from vertebral_fracture.metrics import detect_lesions
+from vertebral_fracture.evaluation import LesionThresholdSearch, score_methods
 
 
 def _case(seed: int, localized: bool):
@@ -53,26 +52,6 @@ def test_pooled_metrics_match_sklearn_and_box_predictions_bloat():
     assert (
         scores["localized"].summary()["froc"]["1"] == 1.0
     )  # every fracture found, no false positive
-
-
-def test_lesion_kinds_follow_world_centroids_in_label_order():
-    gt = np.zeros((20, 20, 20), np.uint8)
-    gt[2:5, 2:5, 2:5] = 1  # first in label (raster) order
-    gt[14:18, 12:16, 10:12] = 1
-    # a flipped, scaled, shifted grid: the annotations are in world mm, not voxels
-    affine = np.array([[-2.0, 0, 0, 50], [0, 1.5, 0, -10], [0, 0, 3.0, 7], [0, 0, 0, 1]])
-    world = lambda ijk: (affine[:3, :3] @ np.asarray(ijk, float) + affine[:3, 3]).tolist()  # noqa: E731
-    annotations = [
-        {"kind": "burst", "centroid_mm": world([15.5, 13.5, 10.5])},
-        {"kind": "lost", "centroid_mm": None},  # no voxel survived: ignored
-        {"kind": "cortical_line", "centroid_mm": world([3, 3, 3])},
-    ]
-    assert lesion_kinds(gt, affine, annotations) == ["cortical_line", "burst"]
-    # the order is detect_lesions' order of ground-truth lesions
-    prob = np.where(gt[:, :, :] & (np.arange(20)[:, None, None] < 10), 0.9, 0.0)
-    assert detect_lesions(prob, gt, 0.5).detected.tolist() == [True, False]
-    assert lesion_kinds(gt, affine, []) == [None, None]
-    assert lesion_kinds(np.zeros_like(gt), affine, annotations) == []
 
 
 def _faint_lesion_case(seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import pytest
 
 from vertebral_fracture.findings import (
     case_summary,
+    detection_by_kind,
     lesion_findings,
     vertebra_findings,
     vertebra_metrics,
@@ -96,6 +97,34 @@ def test_vertebra_and_patient_metrics():
     assert m["patient_auc"] == pytest.approx(1 / 3)
     assert (m["vertebrae"], m["fractured_vertebrae"], m["patients"]) == (5, 2, 4)
     assert math.isnan(vertebra_metrics(rows[2:4], 0.5, {"b": False})["vertebra_auc"])
+
+
+def test_detection_by_kind_ranks_each_kind_against_intact_vertebrae():
+    def row(case, vertebra, p, truth):
+        return {
+            "case": case,
+            "vertebra": vertebra,
+            "fracture_probability": p,
+            "fractured": int(p >= 0.5),
+            "ground_truth": truth,
+        }
+
+    rows = [
+        row("a", "L1", 0.9, 1),  # compression, found
+        row("a", "L2", 0.2, 1),  # burst, missed, below one intact vertebra
+        row("a", "L3", 0.3, 0),
+        row("b", "L1", 0.1, 0),
+        row("b", "L2", 0.7, 1),  # compression, found
+        row("b", "L3", 0.05, None),  # unlabelled: not intact
+        row("b", "L4", 0.4, 1),  # fractured but not in the manifest: no kind
+    ]
+    kinds = {("a", "L1"): "compression", ("a", "L2"): "burst", ("b", "L2"): "compression"}
+    figures = detection_by_kind(rows, kinds)
+    assert set(figures) == {"burst", "compression"}
+    assert figures["compression"] == {"n": 2, "sensitivity": 1.0, "auc": 1.0}
+    assert figures["burst"]["n"] == 1 and figures["burst"]["sensitivity"] == 0.0
+    assert figures["burst"]["auc"] == pytest.approx(0.5)  # above 0.1, below 0.3
+    assert math.isnan(detection_by_kind(rows[:2], kinds)["compression"]["auc"])  # no intact
 
 
 def test_case_summary_answers_what_was_found():

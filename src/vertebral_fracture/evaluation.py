@@ -12,11 +12,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from vertebral_fracture.metrics import (
     FROC_RATES,
-    LESION_CONNECTIVITY,
     CompactHistogram,
     LesionDetections,
     ScoreHistogram,
@@ -273,29 +271,3 @@ def choose_lesion_thresholds(
         for method, load in predictions.items():
             searches[method].add_case(load(), gt)
     return {method: search.best() for method, search in sorted(searches.items())}
-
-
-def lesion_kinds(
-    gt_mask: np.ndarray, affine: np.ndarray, annotations: Sequence[Mapping]
-) -> list[str | None]:
-    """The annotated kind of each ground-truth lesion, for per-kind sensitivity.
-
-    Lesions are the 26-connected components of ``gt_mask`` in the order
-    ``metrics.detect_lesions`` reports them (label order). Each takes the ``kind`` of the
-    annotation whose ``centroid_mm`` (world coordinates, e.g. the phantom manifest's
-    ``fractures``) lies nearest its own centroid; ``None`` when there is no annotation.
-
-    Args:
-        gt_mask: (X, Y, Z) ground truth, nonzero = fracture.
-        affine: (4, 4) voxel-to-world affine of ``gt_mask``.
-        annotations: dicts with ``kind`` and ``centroid_mm`` (``None`` entries are skipped).
-    """
-    labels, n = ndimage.label(gt_mask != 0, structure=LESION_CONNECTIVITY)
-    known = [a for a in annotations if a.get("centroid_mm") is not None]
-    if n == 0 or not known:
-        return [None] * n
-    voxel_centroids = np.asarray(ndimage.center_of_mass(labels > 0, labels, range(1, n + 1)))
-    world = voxel_centroids @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
-    points = np.asarray([a["centroid_mm"] for a in known], dtype=np.float64)
-    nearest = np.argmin(np.linalg.norm(world[:, None, :] - points[None], axis=-1), axis=1)
-    return [known[i]["kind"] for i in nearest]

@@ -257,6 +257,38 @@ def vertebra_metrics(
     }
 
 
+def detection_by_kind(
+    rows: Sequence[Mapping], kinds: Mapping[tuple[str, str], str]
+) -> dict[str, dict[str, float]]:
+    """Vertebra-level detection of each fracture kind by one method.
+
+    Args:
+        rows: the method's rows of the vertebra table (``case``, ``vertebra``,
+            ``fracture_probability``, ``fractured``, ``ground_truth``).
+        kinds: (case, vertebra name) -> fracture kind, e.g. from the phantom manifest.
+
+    Returns kind -> ``n`` (its fractured vertebrae), ``sensitivity`` (share flagged
+    ``fractured`` at the validation threshold) and ``auc`` (ROC AUC of these vertebrae
+    against every intact labelled vertebra; NaN without intact ones).
+    """
+    intact = [float(r["fracture_probability"]) for r in rows if r["ground_truth"] == 0]
+    by_kind: dict[str, list[Mapping]] = {}
+    for r in rows:
+        kind = kinds.get((r["case"], r["vertebra"]))
+        if r["ground_truth"] == 1 and kind is not None:
+            by_kind.setdefault(kind, []).append(r)
+    figures = {}
+    for kind, fractured in sorted(by_kind.items()):
+        score = np.array([float(r["fracture_probability"]) for r in fractured] + intact, np.float64)
+        truth = np.arange(len(score)) < len(fractured)
+        figures[kind] = {
+            "n": len(fractured),
+            "sensitivity": float(np.mean([bool(r["fractured"]) for r in fractured])),
+            "auc": _auc(truth, score),
+        }
+    return figures
+
+
 def _auc(truth: np.ndarray, score: np.ndarray) -> float:
     if truth.all() or not truth.any():
         return float("nan")

@@ -114,9 +114,15 @@ class Compression:
 
 @dataclass(frozen=True)
 class Burst:
-    """Burst: central endplate depression, fracture lines and a retropulsed posterior fragment."""
+    """Burst: axial-load failure of the anterior and middle columns (Denis).
+
+    The endplates cave in centrally (the superior one more) over a band of compacted bone,
+    fracture lines split the body and the posterior-superior fragment is retropulsed into the
+    canal by a few millimetres, so the posterior wall shows a step.
+    """
 
     depression_mm: float
+    band_mm: float
     frag_v: float  # fragment is posterior of v = frag_v * ry ...
     frag_w: float  # ... and cranial of w = frag_w * h
     frag_tilt: float
@@ -131,17 +137,16 @@ class Burst:
     def _in_fragment(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> Array:
         return (v < self.frag_v * g.ry + self.frag_tilt * w) & (w > self.frag_w * g.h)
 
-    def _body(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> tuple[Array, Array]:
-        central = np.clip(1 - (u / g.rx) ** 2 - (v / g.ry) ** 2, 0, 1)
-        depression = self.depression_mm * central
-        return body_sdf(u, v, w, g, depression, 0.4 * depression)
+    def _depression(self, u: Array, v: Array, g: VertebraGeom) -> Array:
+        return self.depression_mm * np.clip(1 - (u / g.rx) ** 2 - (v / g.ry) ** 2, 0, 1)
 
     def evaluate(self, u: Array, v: Array, w: Array, g: VertebraGeom) -> BodyEval:
         intact, _ = body_sdf(u, v, w, g)
-        d_main, end = self._body(u, v, w, g)
-        d_main = np.where(self._in_fragment(u, v, w, g), -np.inf, d_main)
+        depression = self._depression(u, v, g)
+        d_caved, end = body_sdf(u, v, w, g, depression, 0.4 * depression)
+        d_main = np.where(self._in_fragment(u, v, w, g), -np.inf, d_caved)
         su, sv, sw = u - self.shift[0], v - self.shift[1], w - self.shift[2]
-        d_frag, end_frag = self._body(su, sv, sw, g)
+        d_frag, end_frag = body_sdf(su, sv, sw, g, self._depression(su, sv, g))
         d_frag = np.where(self._in_fragment(su, sv, sw, g), d_frag, -np.inf)
         line = np.zeros(u.shape, bool)
         for point, normal in self.planes:
@@ -151,9 +156,15 @@ class Burst:
             line |= np.abs(dist) < self.gap_mm / 2
         line &= d_main > 0
         d = np.where(line, -np.inf, np.maximum(d_main, d_frag))
-        gap = line | ((intact > 0) & (d <= 0))
-        mask = gap | (d_frag > 0)
-        return BodyEval(d, np.where(d_frag > 0, end_frag, end), gap, np.zeros(d.shape, bool), mask)
+        # Hematoma fills the lines and the space the fragment left; disc fills the cave-in.
+        gap = line | ((d_caved > 0) & (d <= 0))
+        # Compacted bone beneath the caved-in superior endplate (as under a compression).
+        depth = body_sdf(u, v, w, g, depression, -g.h)[1]
+        compacted = (
+            (d > 0) & (depth < self.band_mm) & (depression > MIN_DROP_SHARE * self.depression_mm)
+        )
+        mask = gap | (d_frag > 0) | compacted
+        return BodyEval(d, np.where(d_frag > 0, end_frag, end), gap, compacted, mask)
 
 
 @dataclass(frozen=True)
@@ -227,9 +238,11 @@ def sample_fracture(
             )
             normal = _unit(np.append(rng.normal(size=2), rng.normal(0, 0.4)))
             planes.append((point, normal))
-        retro = min(rng.uniform(0.08, 0.18) * g.ry, 2.2 * voxel_mm)
+        # Retropulsion of a few mm (a quarter of the canal or more), never under 1.5 voxels.
+        retro = max(rng.uniform(0.12, 0.3) * g.ry, 1.5 * voxel_mm)
         return Burst(
-            depression_mm=rng.uniform(0.1, 0.25) * g.h,
+            depression_mm=rng.uniform(0.2, 0.4) * g.h,
+            band_mm=max(rng.uniform(0.1, 0.18) * g.h, 2.0 * voxel_mm),
             frag_v=rng.uniform(-0.65, -0.35),
             frag_w=rng.uniform(-0.1, 0.15),
             frag_tilt=rng.uniform(-0.3, 0.3),

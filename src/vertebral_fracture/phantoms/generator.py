@@ -11,7 +11,10 @@ osteophyte):
 - compression (wedge, biconcave, crush; Genant grades 1-3): the band of compacted bone
   beneath each collapsed endplate, ``band_mm`` deep, where the endplate dropped by more than
   a fifth of its largest drop;
-- burst: the fracture gaps through the body and the displaced (retropulsed) fragment;
+- burst (central cave-in of the endplates by 20-40 % of the body height, fracture lines, a
+  posterior-superior fragment retropulsed a few mm into the canal): the compacted band beneath
+  the caved-in superior endplate, the fracture gaps, the space the fragment left and the
+  fragment itself;
 - cortical line: the break through the cortex and the trabecular bone next to it, one voxel
   wide on each side of the line.
 Intact bone, discs, the disc material filling a collapse and the canal are not fracture.
