@@ -495,13 +495,14 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
     counts = np.bincount(canvas.fracture_ids.ravel(), minlength=len(names) + 1)
     affine = np.diag(np.append(spacing, 1.0))
     affine[:3, 3] = origin
-    ids = range(1, len(names) + 1)
-    # world (scanner) coordinates: the same whatever orientation the volume is stored in
+    # world (scanner) coordinates: the same whatever orientation the volume is stored in;
+    # a fracture drawn outside the field has no voxels and no centroid
+    drawn = [i for i in range(1, len(names) + 1) if counts[i]]
+    mass_centres = center_of_mass(canvas.fracture_ids > 0, canvas.fracture_ids, drawn)
+    centres = dict(zip(drawn, mass_centres, strict=True))
     centroids = [
-        origin + spacing * np.asarray(c) if counts[i] else None
-        for i, c in zip(
-            ids, center_of_mass(canvas.fracture_ids > 0, canvas.fracture_ids, ids), strict=True
-        )
+        origin + spacing * np.asarray(centres[i]) if i in centres else None
+        for i in range(1, len(names) + 1)
     ]
     z_far = origin[2] + (shape[2] - 1) * spacing[2]
     in_view = [vt for vt in column if origin[2] <= vt.center[2] <= z_far] or verts
