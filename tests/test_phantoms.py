@@ -302,6 +302,18 @@ def test_permuted_orientation_permutes_shape_and_zooms():
     assert canon.shape == (24, 32, 40)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_fracture_outside_a_tiny_field_is_listed_without_a_centroid():
+    # seed 1 in this 19 x 29 x 80 mm field draws one of its two fractures outside the field
+    params = _params(shape=(24, 32, 40), spacing_mm=(0.8, 0.9, 2.0), orientations=["PIR"])
+    fractures = generate_phantom("p", 1, params).fractures
+    outside = [f for f in fractures if f["voxels"] == 0]
+    inside = [f for f in fractures if f["voxels"] > 0]
+    assert outside and inside
+    assert all(f["centroid_mm"] is None for f in outside)
+    assert all(len(f["centroid_mm"]) == 3 for f in inside)
+
+
 def test_world_origin_maps_voxel_centres_to_mm(phantoms):
     ph = phantoms[0]
     affine = nib.as_closest_canonical(ph.ct).affine
