@@ -473,8 +473,8 @@ def test_morphometry_grades_the_phantoms_compressions_and_spares_intact_bodies()
 
 
 def test_fracture_appearance_follows_its_ranges():
-    """A faint sclerotic band (the collapse shows only in the endplate's shape) when asked."""
-    look = PhantomAppearance(sclerotic_hu=(150.0, 160.0), trabecular_hu=(150.0, 160.0))
+    """A faint compacted band (the collapse shows only in the endplate's shape) when asked."""
+    look = PhantomAppearance(compaction_hu=(0.0, 10.0), trabecular_hu=(150.0, 160.0))
     params = _params(
         shape=(48, 48, 48),
         spacing_mm=(1.2, 1.2, 1.5),
@@ -490,6 +490,36 @@ def test_fracture_appearance_follows_its_ranges():
     assert band.any() and 100.0 < np.median(ct[band]) < 260.0
     with pytest.raises(ValueError, match="low first"):
         PhantomAppearance(fracture_gap_hu=(80.0, 30.0))
+
+
+def test_endplate_sclerosis_brightens_intact_bone_under_endplates_and_no_mask():
+    """Subchondral sclerosis as bright as a compacted band, drawn on intact vertebrae, never
+    enters the fracture mask: brightness under an endplate is no sign of a fracture."""
+
+    def draw(peak_hu: float) -> Phantom:
+        look = PhantomAppearance(
+            endplate_sclerosis_hu=(peak_hu, peak_hu + 0.01), endplate_sclerosis_mm=(2.0, 2.01)
+        )
+        params = _params(
+            shape=(48, 48, 48),
+            spacing_mm=(1.0, 1.0, 1.0),
+            fracture_free_fraction=1.0,
+            appearance=look,
+        )
+        return generate_phantom("c", 3, params)
+
+    faint, sclerotic = draw(0.0), draw(350.0)  # the same anatomy, drawn from the same seed
+    labels = _canonical(faint.tissue_labels)
+    np.testing.assert_array_equal(labels, _canonical(sclerotic.tissue_labels))
+    for phantom in (faint, sclerotic):
+        assert not _canonical(phantom.fracture_mask).any()
+    brighter = _canonical(sclerotic.ct).astype(float) - _canonical(faint.ct)
+    bright = brighter > 100.0
+    assert bright.sum() > 50
+    # beneath the endplates, not through the body (inside the field: past its top and bottom
+    # the disc under an endplate is not drawn)
+    near_disc = binary_dilation(labels == Tissue.DISC, iterations=3)[..., 4:-4]
+    assert near_disc[bright[..., 4:-4]].mean() > 0.95
 
 
 @pytest.fixture(scope="module")

@@ -49,13 +49,18 @@ class PhantomAppearance(BaseModel):
     sharpen: Range = (0.0, 0.8)  # unsharp-mask gain of edge-enhancing kernels
     noise_hu: Range = (5.0, 30.0)  # standard deviation of the correlated noise
     noise_grain_mm: Range = (0.4, 1.0)  # noise correlation length
-    # how fractures look, per fracture: compacted bone under a collapsed endplate (HU; down
-    # to the marrow's own density, only the endplate's shape shows the collapse) and the blood
-    # filling fracture gaps
-    sclerotic_hu: Range = (400.0, 600.0)
+    # intact endplates, per vertebra: subchondral bone denser than the marrow by a peak HU
+    # that fades over a depth (mm), from barely to degenerative sclerosis as bright as a
+    # compacted fracture band, so brightness under an endplate is no sign of a fracture
+    endplate_sclerosis_hu: Range = (40.0, 350.0)
+    endplate_sclerosis_mm: Range = (1.0, 4.0)
+    # how fractures look, per fracture: compacted bone under a collapsed endplate (HU above
+    # the marrow; from 0, only the endplate's shape shows the collapse) and the blood filling
+    # fracture gaps
+    compaction_hu: Range = (0.0, 350.0)
     fracture_gap_hu: Range = (30.0, 80.0)
 
-    @field_validator("trabecular_hu", "cortical_hu", "sclerotic_hu", "fracture_gap_hu")
+    @field_validator("trabecular_hu", "cortical_hu", "compaction_hu", "fracture_gap_hu")
     @classmethod
     def _low_first(cls, bounds: Range) -> Range:
         return _ordered(bounds)
@@ -67,11 +72,18 @@ class PhantomAppearance(BaseModel):
         "sharpen",
         "noise_hu",
         "noise_grain_mm",
+        "endplate_sclerosis_hu",
+        "endplate_sclerosis_mm",
     )
     @classmethod
     def _non_negative(cls, bounds: Range, info: ValidationInfo) -> Range:
         # sizes and grains scale or divide anatomy and filters: they must stay above zero
-        positive = info.field_name in ("size_scale", "noise_grain_mm", "slice_thickness_mm")
+        positive = info.field_name in (
+            "size_scale",
+            "noise_grain_mm",
+            "slice_thickness_mm",
+            "endplate_sclerosis_mm",
+        )
         if min(bounds) < 0 or (positive and min(bounds) <= 0):
             sign = "> 0" if positive else ">= 0"
             raise ValueError(f"{info.field_name} {bounds} must be {sign}")

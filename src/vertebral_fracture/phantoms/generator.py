@@ -55,6 +55,10 @@ _DISTRACTOR_TISSUES = (Tissue.SCHMORL_NODE, Tissue.VEIN_CHANNEL, Tissue.OSTEOPHY
 _DISTRACTOR_PROB = 0.45  # per case and local distractor kind
 FWHM_PER_SIGMA = 2.3548  # a slice profile's full width at half maximum over its sigma
 SHARPEN_SIGMA_MM = 1.0  # scale of the detail an edge-enhancing kernel boosts
+# Subchondral bone of the sacrum and ilia: denser than the marrow by this peak HU, fading over
+# this depth (mm); vertebrae draw theirs from ``PhantomAppearance.endplate_sclerosis_*``
+SUBCHONDRAL_HU = 80.0
+SUBCHONDRAL_MM = 1.5
 
 
 @dataclass
@@ -204,13 +208,17 @@ def paint_bone(
     d: Array,
     end: Array,
     density: Vertebra | Pelvis,
+    *,
+    sclerosis_hu: float = SUBCHONDRAL_HU,
+    sclerosis_mm: float = SUBCHONDRAL_MM,
 ) -> Array:
     """Paint ``bone`` (bool) of a crop as marrow inside a cortex of ``density.cort_mm``
     (``d``: signed distance in mm), denser under endplates (``end``: distance to the nearer
-    one, mm); HU from ``density``'s ``trab_hu``/``cort_hu``, textured by ``fine``. All arrays
-    share the crop's shape; returns the cortex (bool)."""
+    one, mm) by ``sclerosis_hu`` fading over ``sclerosis_mm``; HU from ``density``'s
+    ``trab_hu``/``cort_hu``, textured by ``fine``. All arrays share the crop's shape; returns
+    the cortex (bool)."""
     cortex = bone & (d < density.cort_mm)
-    subchondral = 80 * np.exp(-np.clip(end, 0, None) / 1.5)  # denser bone under endplates
+    subchondral = sclerosis_hu * np.exp(-np.clip(end, 0, None) / sclerosis_mm)
     labels[bone] = Tissue.OSTEOPOROTIC_TRABECULAR if density.osteoporotic else Tissue.TRABECULAR
     hu[bone] = (density.trab_hu * (1 + 0.4 * fine) + subchondral)[bone]
     labels[cortex] = Tissue.CORTICAL
@@ -257,13 +265,24 @@ def paint_vertebra(
     d = np.minimum(d, -canal_sdf(u, v, g)[0])  # the canal is carved out, lined by cortex
     bone = d > 0
     labels, hu, fine = _crop(canvas, box)
-    cortex = paint_bone(labels, hu, fine, bone, d, end, vert)
+    cortex = paint_bone(
+        labels,
+        hu,
+        fine,
+        bone,
+        d,
+        end,
+        vert,
+        sclerosis_hu=rng.uniform(*appearance.endplate_sclerosis_hu),
+        sclerosis_mm=rng.uniform(*appearance.endplate_sclerosis_mm),
+    )
     hematoma = gap & ~bone
     labels[hematoma] = Tissue.FRACTURE_GAP
     hu[hematoma] = (rng.uniform(*appearance.fracture_gap_hu) + 10 * fine)[hematoma]
     compacted = sclerotic & bone & ~cortex
     labels[compacted] = Tissue.SCLEROTIC
-    hu[compacted] = (rng.uniform(*appearance.sclerotic_hu) * (1 + 0.15 * fine))[compacted]
+    compaction = vert.trab_hu + rng.uniform(*appearance.compaction_hu)
+    hu[compacted] = (compaction * (1 + 0.15 * fine))[compacted]
     painted = bone | hematoma
     for distractor in distractors:
         for region, tissue, value in distractor.paints(u, v, w, g, bone):
