@@ -49,7 +49,13 @@ def probe(overrides: dict, seed: int, views: list[str]) -> dict:
         model = train(load_split(slices, index, "train"), val, params, progress=False).model
         histogram = ScoreHistogram()
         for stack in val:
-            volume = predict_volume(model, stack, params.slice_size, progress=False)
+            volume = predict_volume(
+                model,
+                stack,
+                params.slice_size,
+                context_stride=params.context_stride,
+                progress=False,
+            )
             truth[stack.case_id] = assemble_volume(stack.masks.astype(np.float32), stack) > 0.5
             volumes.setdefault(stack.case_id, []).append(volume)
             histogram.update(volume.ravel(), truth[stack.case_id].ravel())

@@ -100,6 +100,28 @@ def test_overlapping_windows_are_averaged_back_in_place():
     np.testing.assert_allclose(maps[covered], stack.images[covered].astype(np.float32), atol=1e-6)
 
 
+class _Spread(torch.nn.Module):
+    """A 'model' whose map is its last channel minus its first: the context it was given."""
+
+    in_channels = 3
+
+    def fracture_probability(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1:] - x[:, :1]
+
+
+def test_inference_reads_the_slices_of_the_trained_context_stride():
+    n, size = 9, 32
+    volume = np.broadcast_to(np.arange(n, dtype=np.float32) / 10, (size, size, n))
+    stack = extract_slices("c", volume, None, "axial", size, spine=centre_spine(volume.shape))
+    spread = {
+        stride: predict_slices(_Spread(), stack, size, context_stride=stride, progress=False)
+        for stride in (1, 3)
+    }
+    middle = n // 2  # away from the clamped ends: channels i - s and i + s
+    np.testing.assert_allclose(spread[1][middle].max(), 0.2, atol=1e-3)
+    np.testing.assert_allclose(spread[3][middle].max(), 0.6, atol=1e-3)
+
+
 def test_predict_view_writes_on_the_native_grid():
     ct, stack, record = _native_case("PIR")
     outputs = predict_view(

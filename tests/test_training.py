@@ -312,6 +312,9 @@ def test_dataset_channels_are_clamped_neighbours() -> None:
     assert channel_ids(2) == [0, 1, 2, 3, 4]
     assert channel_ids(5) == [3, 4, 5, 5, 5]
     assert channel_ids(6) == [0, 0, 0, 1, 1]  # second stack: neighbours never cross stacks
+    wide = SliceDataset([stack_a], in_channels=3, context_stride=2, expected_size=size)
+    assert [round(float(c.mean()) * 10) for c in wide[2][0]] == [0, 2, 4]
+    assert [round(float(c.mean()) * 10) for c in wide[5][0]] == [3, 5, 5]
     image, label, mask = ds[2]
     assert label.item() == 1.0 and mask.shape == (1, size, size) and mask.sum() == 16
 
@@ -510,6 +513,9 @@ def test_incompatible_checkpoint_names_the_parameter() -> None:
         load_model_from_checkpoint(forged)
     with pytest.raises(IncompatibleCheckpointError, match="attention_gates is True .* but False"):
         load_model_from_checkpoint(checkpoint, tiny_params(in_channels=1, attention_gates=False))
+    # same weights, other input: a model trained on adjacent slices is not one for wider context
+    with pytest.raises(IncompatibleCheckpointError, match="context_stride is 1 .* but 3"):
+        load_model_from_checkpoint(checkpoint, tiny_params(in_channels=1, context_stride=3))
     # a checkpoint written before a shape parameter existed holds that parameter's default
     older = dict(checkpoint, params={**checkpoint["params"]})
     del older["params"]["attention_gates"], older["params"]["deep_supervision"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import nibabel as nib
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ def predict_slices(
     stack: SliceStack,
     size: int,
     *,
+    context_stride: int = 1,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -42,6 +45,7 @@ def predict_slices(
             ``model.in_channels`` slices (odd: the slice and its neighbours as context).
         stack: the slices, (N, H, W), with their spine.
         size: the training patch size (``slice_size``), a multiple of 32.
+        context_stride: slices between the input channels, as in training.
         batch_size: windows per forward pass.
         device: where to run.
         progress: show progress over batches (a bar on a terminal, log lines otherwise).
@@ -52,6 +56,9 @@ def predict_slices(
     """
     model.eval().to(device, memory_format=MEMORY_FORMAT)
     n, in_channels = len(stack.images), model.in_channels
+    context = functools.partial(
+        neighbour_indices, n_slices=n, in_channels=in_channels, stride=context_stride
+    )
     windows = spine_windows(stack, size)
     total = np.zeros(stack.images.shape, dtype=np.float32)
     count = np.zeros(stack.images.shape, dtype=np.float32)
@@ -63,7 +70,7 @@ def predict_slices(
         batch_windows = windows[start : start + batch_size]
         batch = np.stack(
             [
-                window_patch(stack.images, neighbour_indices(i, n, in_channels), top, left, size)
+                window_patch(stack.images, context(i), top, left, size)
                 for i, top, left in batch_windows
             ]
         )
@@ -92,19 +99,21 @@ def predict_on_scan_grid(
 
 @torch.inference_mode()
 def attention_maps(
-    model: nn.Module, stack: SliceStack, index: int
+    model: nn.Module, stack: SliceStack, index: int, *, context_stride: int = 1
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Where an attention-gated model looks on one slice.
 
     Args:
         model: a model that records ``attention_maps`` in its forward pass (the multi-task model).
         stack: the slices; ``index`` selects one.
+        context_stride: slices between the input channels, as in training.
 
     Returns:
         The (H, W) slice and its gates' coefficients, coarse to fine, each (h_i, w_i) in [0, 1].
     """
     model.eval()
-    channels = stack.images[neighbour_indices(index, len(stack.images), model.in_channels)]
+    n = len(stack.images)
+    channels = stack.images[neighbour_indices(index, n, model.in_channels, context_stride)]
     model(torch.from_numpy(channels[None].astype(np.float32)))
     alphas = [alpha[0, 0].float().cpu().numpy() for alpha in model.attention_maps]
     return stack.images[index].astype(np.float32), alphas

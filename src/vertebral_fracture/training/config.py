@@ -9,11 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from vertebral_fracture.models.base.heads import CLASS_HEAD_DROPOUT
 
-#: Parameters that fix the network's shape: a checkpoint only loads where these match.
+#: Parameters that fix the network's shape and what it reads: a checkpoint only loads where
+#: these match.
 ARCHITECTURE_KEYS: tuple[str, ...] = (
     "architecture",
     "encoder",
     "in_channels",
+    "context_stride",
     "slice_size",
     "attention_gates",
     "deep_supervision",
@@ -80,6 +82,12 @@ class TrainingParams(_Strict):
     encoder: Literal["resnet18", "efficientnet_b0"] = "resnet18"
     in_channels: int = Field(
         1, ge=1, le=15, description="1, or odd: 2.5D context (3 = slice and its two neighbours)"
+    )
+    context_stride: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="slices between the 2.5D channels: they span +/- stride x (in_channels // 2)",
     )
     slice_size: int = Field(
         256, ge=32, description="side (px) of the windows along the spine; multiple of 32"

@@ -2,8 +2,9 @@
 
 Each item is ``(image (C, h, w) float32, class_target float32 scalar, mask (1, h, w) float32)``,
 (h, w) the whole slice or the window.
-With ``in_channels = 2k + 1`` the channels are slices ``i-k .. i+k`` of the same stack, clamped at
-the stack's edges (2.5D context). Augmentation is applied jointly to all channels and the mask.
+With ``in_channels = 2k + 1`` the channels are slices ``i-k*s, .., i, .., i+k*s`` of the same
+stack (``s`` the context stride), clamped at the stack's edges (2.5D context). Augmentation is
+applied jointly to all channels and the mask.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def _check_stack(stack: SliceStack) -> None:
         )
 
 
-def neighbour_indices(index: int, n_slices: int, in_channels: int) -> np.ndarray:
-    """Slice indices ``index-k .. index+k`` (k = in_channels // 2), clamped to ``[0, n-1]``."""
+def neighbour_indices(index: int, n_slices: int, in_channels: int, stride: int = 1) -> np.ndarray:
+    """Slice indices ``index + stride * (-k .. k)`` (k = in_channels // 2), clamped to
+    ``[0, n-1]``."""
     half = in_channels // 2
-    return np.clip(np.arange(index - half, index + half + 1), 0, n_slices - 1)
+    return np.clip(index + stride * np.arange(-half, half + 1), 0, n_slices - 1)
 
 
 class SliceDataset(Dataset):
@@ -47,6 +49,7 @@ class SliceDataset(Dataset):
     Args:
         stacks: labelled stacks of one view.
         in_channels: 1 or odd: the slice and its neighbours, all cut with the same window.
+        context_stride: slices between neighbouring channels (``neighbour_indices``).
         augmenter: joint image + mask augmentation, or None.
         expected_size: the item side the model is built for (``slice_size``), checked.
         windows: per stack, (M, 3) rows ``(slice index, top, left)`` (``spine_windows``);
@@ -61,15 +64,19 @@ class SliceDataset(Dataset):
         augmenter: SliceAugmenter | None = None,
         expected_size: int | None = None,
         *,
+        context_stride: int = 1,
         windows: Sequence[np.ndarray] | None = None,
         window_size: int | None = None,
     ) -> None:
         if in_channels < 1 or in_channels % 2 == 0:
             raise ValueError(f"in_channels must be 1 or odd, got {in_channels}")
+        if context_stride < 1:
+            raise ValueError(f"context_stride must be >= 1, got {context_stride}")
         if (windows is None) != (window_size is None):
             raise ValueError("windows and window_size go together")
         self.stacks = list(stacks)
         self.in_channels = in_channels
+        self.context_stride = context_stride
         self.augmenter = augmenter
         self.window_size = window_size
         if windows is not None and len(windows) != len(self.stacks):
@@ -138,7 +145,7 @@ class SliceDataset(Dataset):
         (``augmentation.thick_slice_weights``)."""
         stack_id, i = (int(n) for n in self._items[index, :2])
         planes = self.stacks[stack_id].images
-        channels = neighbour_indices(i, len(planes), self.in_channels)
+        channels = neighbour_indices(i, len(planes), self.in_channels, self.context_stride)
         thickening = self.augmenter and self.augmenter.thickening_across_slices(seed)
         if not thickening:
             return np.asarray(self._cut(planes, index, channels), dtype=np.float32)

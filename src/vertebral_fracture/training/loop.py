@@ -503,6 +503,7 @@ def _window_dataset(stacks: Sequence[SliceStack], params: TrainingParams) -> Sli
     return SliceDataset(
         stacks,
         params.in_channels,
+        context_stride=params.context_stride,
         expected_size=params.slice_size,
         windows=[spine_windows(stack, params.slice_size) for stack in stacks],
         window_size=params.slice_size,

@@ -58,6 +58,7 @@ def predict_view(
             slices[record["case_id"]](),
             record,
             training.slice_size,
+            context_stride=training.context_stride,
             batch_size=params.batch_size,
             device=device,
         )

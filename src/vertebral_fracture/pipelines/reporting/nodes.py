@@ -404,7 +404,8 @@ def draw_attention(
             if stack.masks is not None
             else len(stack.images) // 2
         )
-        image, alphas = attention_maps(network, stack, index)
+        stride = model["params"].get("context_stride", 1)  # checkpoints before it read stride 1
+        image, alphas = attention_maps(network, stack, index, context_stride=stride)
         figures[f"{record['case_id']}_attention"] = attention_figure(
             image,
             alphas,  # same (rows, columns) indexing as the slice, at coarser resolution
