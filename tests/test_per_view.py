@@ -42,3 +42,21 @@ def test_a_blind_view_scores_low_and_its_veto_shows_in_the_product(per_view):
     assert figures["pr_auc"]["axial"] < 0.5
     assert figures["pr_auc"]["multitask_product"] < figures["pr_auc"]["coronal"]
     assert figures["in_mask_max_median"]["coronal"] > 0.5 > figures["in_mask_max_median"]["axial"]
+
+
+def test_weighted_products_span_the_single_views_and_the_plain_product(per_view):
+    rng = np.random.default_rng(1)
+    masks, views = {}, {"axial": {}, "coronal": {}}
+    for case in ("a", "b"):
+        truth = np.zeros((8, 8, 8), np.float32)
+        truth[2:5, 2:5, 3:5] = 1
+        masks[case] = _loader(truth)
+        for view, signal in (("axial", 0.05), ("coronal", 0.3)):
+            views[view][case] = _loader(signal * truth + 0.5 * rng.random(truth.shape))
+    grid = per_view.weight_grid(2)
+    assert (1.0, 1.0) in grid and (0.0, 1.0) in grid and (0.0, 0.5) not in grid
+    figures = per_view.per_view_figures(views, {}, masks, grid)
+    weighted = figures["weighted_product"]
+    assert weighted["1/0"] == pytest.approx(figures["pr_auc"]["axial"])
+    assert weighted["0/1"] == pytest.approx(figures["pr_auc"]["coronal"])
+    assert weighted["0.25/1"] > weighted["1/1"]  # trusting the weak view less helps here
