@@ -56,16 +56,16 @@ def per_view_figures(
         if any(case not in by_case for by_case in volumes.values()):
             continue
         truth = np.asarray(mask_loader().dataobj) > 0
+        logs = []  # of each view's probabilities, for the weighted products
         for name, by_case in volumes.items():
             prob = np.asarray(by_case[case]().dataobj, dtype=np.float32)
             histograms[name].update(prob.ravel(), truth.ravel())
-            if name in in_mask and truth.any():
-                in_mask[name].append(float(prob[truth].max()))
+            if name in in_mask:
+                if truth.any():
+                    in_mask[name].append(float(prob[truth].max()))
+                if weighted:
+                    logs.append(np.log(np.maximum(prob, 1e-30)))
         if weighted:
-            logs = [
-                np.log(np.maximum(np.asarray(by_case[case]().dataobj, np.float32), 1e-30))
-                for by_case in probabilities.values()
-            ]
             for weights, histogram in weighted.items():
                 score = np.exp(sum(w * log for w, log in zip(weights, logs, strict=True)))
                 histogram.update(np.minimum(score, 1.0).ravel(), truth.ravel())

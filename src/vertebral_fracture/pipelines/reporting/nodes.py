@@ -46,7 +46,7 @@ from vertebral_fracture.reporting import (
     vertebra_findings_figure,
 )
 from vertebral_fracture.slicing import SliceStack
-from vertebral_fracture.training import load_model_from_checkpoint
+from vertebral_fracture.training import TrainingParams, load_model_from_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +396,8 @@ def draw_attention(
 ) -> dict[str, Figure]:
     """Attention-gate maps of the multi-task model on the slice with the most fracture pixels."""
     network = load_model_from_checkpoint(model)
+    # as when the network is rebuilt: a checkpoint older than a field holds its default
+    stride = TrainingParams.model_construct(**model["params"]).context_stride
     figures = {}
     for record in _pictured_cases(case_index, params.picture_cases):
         stack = slices[record["case_id"]]()
@@ -404,7 +406,6 @@ def draw_attention(
             if stack.masks is not None
             else len(stack.images) // 2
         )
-        stride = model["params"].get("context_stride", 1)  # checkpoints before it read stride 1
         image, alphas = attention_maps(network, stack, index, context_stride=stride)
         figures[f"{record['case_id']}_attention"] = attention_figure(
             image,
