@@ -102,6 +102,8 @@ def test_params_validation() -> None:
         TrainingParams(positive_fraction=1.0)
     with pytest.raises(ValidationError, match="rotation_deg"):
         TrainingParams(augmentation={"rotation_deg": -5})
+    with pytest.raises(ValidationError, match="ema_decay"):
+        TrainingParams(ema_decay=1.0)  # an average that never moves
     params = TrainingParams(slice_size=64, in_channels=3)
     assert 1 <= params.resolved_num_threads() <= 4
     assert TrainingParams.model_validate(params.model_dump(mode="json")) == params
@@ -631,6 +633,42 @@ def test_resume_matches_uninterrupted_run(split, uninterrupted, tmp_path: Path) 
             *split, tiny_params(resume=True, encoder="efficientnet_b0"), last_checkpoint=last,
             progress=False,
         )  # fmt: skip
+
+
+def test_weight_average_is_served_checkpointed_and_resumed(split, tmp_path: Path) -> None:
+    """With ema_decay, inference gets the moving average of the trained weights, and a killed
+    run resumes both the trained weights and their average."""
+    params = tiny_params(ema_decay=0.5, steps_per_epoch=1)
+    full = TorchCheckpointDataset(filepath=str(tmp_path / "full.pt"))
+    best = TorchCheckpointDataset(filepath=str(tmp_path / "best.pt"))
+    uninterrupted = train(
+        *split, params, last_checkpoint=full, best_checkpoint=best, progress=False
+    )
+    last = TorchCheckpointDataset(filepath=str(tmp_path / "last.pt"))
+    train(*split, params.model_copy(update={"max_epochs": 1}), last_checkpoint=last, progress=False)
+    after_step_1 = last.load()
+    resumed = train(*split, params.model_copy(update={"resume": True}), last_checkpoint=last,
+                    progress=False)  # fmt: skip
+    after_step_2 = last.load()
+
+    # one step per epoch: the average starts at the first step's weights, then takes half of
+    # the second's
+    w1, w2 = after_step_1["trained_state_dict"], after_step_2["trained_state_dict"]
+    _assert_same_weights(after_step_1["model_state_dict"], w1)
+    average = after_step_2["model_state_dict"]
+    floats = [key for key, value in w2.items() if value.is_floating_point()]
+    assert any(not torch.equal(average[key], w2[key]) for key in floats)
+    for key in floats:
+        torch.testing.assert_close(average[key], 0.5 * (w1[key] + w2[key]))
+
+    _assert_same_weights(after_step_2["model_state_dict"], full.load()["model_state_dict"])
+    _assert_same_weights(after_step_2["trained_state_dict"], full.load()["trained_state_dict"])
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.history[columns], uninterrupted.history[columns])
+    # what the pipeline serves and what inference rebuilds is the average of the best epoch
+    _assert_same_weights(uninterrupted.model.state_dict(), best.load()["model_state_dict"])
+    rebuilt = load_model_from_checkpoint(full.load())
+    _assert_same_weights(rebuilt.state_dict(), average)
 
 
 def test_training_on_memory_mapped_stacks_matches_in_memory(split, uninterrupted, tmp_path):

@@ -158,6 +158,14 @@ class TrainingParams(_Strict):
     micro_batches: int = Field(
         1, ge=1, description="each batch as this many micro-batches, gradients accumulated"
     )
+    ema_decay: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="exponential moving average of the weights (Polyak and Juditsky 1992) "
+        "with this decay per step, validated, checkpointed and returned in place of the "
+        "trained weights; None: the trained weights",
+    )
     resume: bool = Field(False, description="continue from the 'last' checkpoint when it exists")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = Field(True, description="float16 autocast + GradScaler; CUDA only")

@@ -32,6 +32,7 @@ import torch.distributed as dist
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from vertebral_fracture.losses import MultiTaskLoss
@@ -317,6 +318,7 @@ def make_checkpoint(
     *,
     epoch: int,
     model: nn.Module,
+    averaged: AveragedModel | None = None,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
     scaler: torch.amp.GradScaler | None,
@@ -328,12 +330,24 @@ def make_checkpoint(
     stopped_early: bool,
     numpy_state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint dict written after each epoch (all values weights_only-loadable)."""
+    """The checkpoint dict written after each epoch (all values weights_only-loadable).
+
+    With ``averaged`` (the moving average of ``model``'s weights) ``model_state_dict`` holds
+    the average, what inference loads, and ``trained_state_dict`` the weights training goes
+    on from.
+    """
     cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    averaging = {}
+    if averaged is not None:
+        averaging = {
+            "trained_state_dict": _cpu_state_dict(model),
+            "averaged_steps": int(averaged.n_averaged),
+        }
     return {
         "format": CHECKPOINT_FORMAT,
         "epoch": int(epoch),
-        "model_state_dict": _cpu_state_dict(model),
+        "model_state_dict": _cpu_state_dict(model if averaged is None else averaged.module),
+        **averaging,
         "optimizer_state_dict": _cpu_state_dict(optimizer),
         "scheduler_state_dict": _plain(scheduler.state_dict()),
         "scaler_state_dict": (
@@ -629,7 +643,7 @@ def train(
             ckpt = last_checkpoint.load()
             stored = check_checkpoint_compatible(ckpt, params)
             _warn_changed_params(stored, params)
-            model.load_state_dict(ckpt["model_state_dict"])
+            model.load_state_dict(ckpt.get("trained_state_dict", ckpt["model_state_dict"]))
             optimizer.load_state_dict(ckpt["optimizer_state_dict"])
             scheduler.load_state_dict(ckpt["scheduler_state_dict"])
             if amp and ckpt.get("scaler_state_dict"):
@@ -666,6 +680,17 @@ def train(
             logger.info("Resuming after epoch %d (best epoch %d)", resumed_from, best_epoch)
         elif params.resume:
             logger.info("resume=True but no 'last' checkpoint exists: starting from scratch")
+        # the weights validated, checkpointed for inference and returned: the average of the
+        # trained ones when ema_decay is set (steadier than the last step's in short runs)
+        averaged = None
+        if params.ema_decay is not None:
+            averaged = AveragedModel(
+                model, multi_avg_fn=get_ema_multi_avg_fn(params.ema_decay), use_buffers=True
+            )
+            if resuming and "averaged_steps" in ckpt:
+                averaged.module.load_state_dict(ckpt["model_state_dict"])
+                averaged.n_averaged.fill_(ckpt["averaged_steps"])
+        served = model if averaged is None else averaged.module
         net: nn.Module = model
         if world > 1:  # gradients averaged over the processes (each saw its share)
             ids = [device.index or torch.cuda.current_device()] if device.type == "cuda" else None
@@ -708,15 +733,20 @@ def train(
                     micro_batches=parts,
                     chunk_seeds=seeds,
                 )
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 n_steps += 1
                 bar.set_postfix(loss=f"{running / n_steps:.4f}")
             if world > 1:  # the epoch's loss over all processes; one model to validate
                 total = torch.tensor(running, dtype=torch.float64)
                 dist.all_reduce(total)
                 running = float(total) / world
-                for buffer in model.buffers():
-                    dist.broadcast(buffer, src=0)
-            val = evaluate(model, val_loader, loss_fn, device=device, autocast_dtype=autocast_dtype)
+                for module in (model,) if served is model else (model, served):
+                    for buffer in module.buffers():
+                        dist.broadcast(buffer, src=0)
+            val = evaluate(
+                served, val_loader, loss_fn, device=device, autocast_dtype=autocast_dtype
+            )
             scheduler.step(val["loss"])
 
             # The validation loss is a poor judge of the best epoch: the sampler's positive share
@@ -745,6 +775,7 @@ def train(
             ckpt = make_checkpoint(
                 epoch=epoch,
                 model=model,
+                averaged=averaged,
                 optimizer=optimizer,
                 scheduler=scheduler,
                 scaler=scaler,
@@ -780,11 +811,11 @@ def train(
                 logger.info("Early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
 
         if best_state is not None:
-            model.load_state_dict(best_state)
-        model = model.to("cpu").eval()
+            served.load_state_dict(best_state)
+        served = served.to("cpu").eval()
 
     return TrainingResult(
-        model=model,
+        model=served,
         history=_history_frame(history),
         best_epoch=best_epoch,
         stopped_early=stopped_early,
