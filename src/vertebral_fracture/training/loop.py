@@ -680,8 +680,8 @@ def train(
             logger.info("Resuming after epoch %d (best epoch %d)", resumed_from, best_epoch)
         elif params.resume:
             logger.info("resume=True but no 'last' checkpoint exists: starting from scratch")
-        # the weights validated, checkpointed for inference and returned: the average of the
-        # trained ones when ema_decay is set (steadier than the last step's in short runs)
+        # the weights validated, checkpointed for inference and returned: with ema_decay the
+        # moving average of the trained ones, which damps the last steps' noise
         averaged = None
         if params.ema_decay is not None:
             averaged = AveragedModel(
