@@ -135,14 +135,14 @@ def _kedro_run(spec: dict) -> None:
         session.run(pipeline_names=spec["pipelines"])
 
 
-def bench_context(project: Path) -> Any:
-    """The Kedro context of the bench environment; cwd must be ``project``."""
+def bench_context(project: Path, env: str = "bench") -> Any:
+    """The Kedro context of the bench environment (or ``env``); cwd must be ``project``."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
     bootstrap_project(project)
-    return KedroSession.create(project_path=project, env="bench").load_context()
+    return KedroSession.create(project_path=project, env=env).load_context()
 
 
 def plain_params(context: Any) -> dict:

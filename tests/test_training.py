@@ -357,6 +357,46 @@ def test_sampler_positive_fraction_and_reproducibility() -> None:
     assert len(list(negatives_only)) == 20 and negatives_only.num_positives == 0
 
 
+def test_sampler_draws_hard_negatives_first_and_the_rest_as_before() -> None:
+    labels = np.zeros(60, dtype=np.uint8)
+    labels[:12] = 1
+    sampler = BalancedSliceSampler(labels, num_samples=40, positive_fraction=0.5, seed=2)
+    hard = np.array([20, 33, 47])
+    sampler.set_hard_negatives(hard)
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        drawn = np.array([i for i, _ in sampler])
+        negatives = drawn[labels[drawn] == 0]
+        assert len(negatives) == 20 and labels[drawn].sum() == 20
+        # each hard negative once, the other 17 draws without repeats from the rest
+        assert all(np.sum(negatives == i) >= 1 for i in hard)
+        assert len(set(negatives.tolist())) >= 17
+    with pytest.raises(ValueError, match="negative slices"):
+        sampler.set_hard_negatives(np.array([3]))  # a positive
+    with pytest.raises(ValueError, match="at most 20"):
+        sampler.set_hard_negatives(np.arange(12, 60))
+
+
+def test_hardest_negatives_are_those_the_model_scores_highest() -> None:
+    class Brightness(torch.nn.Module):
+        """Scores a window by its pixels: the peak is the brightest pixel."""
+
+        def fracture_probability(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :1]
+
+    n, size = 6, 32
+    images = np.zeros((n, size, size), dtype=np.float16)
+    for i, peak in enumerate([0.1, 0.9, 0.3, 0.8, 0.2, 0.5]):
+        images[i, 5, 5] = peak
+    stack = SliceStack("a", "axial", images, np.zeros_like(images, np.uint8), np.arange(n))
+    dataset = SliceDataset([stack], in_channels=1)
+    pool = np.array([5, 0, 3, 2])
+    hardest = loop_module.hardest_negatives(
+        Brightness(), dataset, pool, 2, device=torch.device("cpu"), batch_size=3
+    )
+    np.testing.assert_array_equal(hardest, [5, 3])  # 0.5 and 0.8, in the pool's order
+
+
 def test_lesion_balanced_sampling_draws_each_lesion_alike() -> None:
     """A collapse on 8 slices and a break on 1 slice are drawn equally often."""
     n, size = 12, 32
@@ -669,6 +709,37 @@ def test_weight_average_is_served_checkpointed_and_resumed(split, tmp_path: Path
     _assert_same_weights(uninterrupted.model.state_dict(), best.load()["model_state_dict"])
     rebuilt = load_model_from_checkpoint(full.load())
     _assert_same_weights(rebuilt.state_dict(), average)
+
+
+def test_hard_negatives_are_mined_from_epoch_2_and_resumed(split, tmp_path, monkeypatch):
+    """The training loop draws the negatives its model scores highest from the second epoch
+    on; a killed run resumes into the same epochs."""
+    mined: list[np.ndarray] = []
+    mine = loop_module.hardest_negatives
+
+    def spy(*args, **kwargs):
+        mined.append(mine(*args, **kwargs))
+        return mined[-1]
+
+    monkeypatch.setattr(loop_module, "hardest_negatives", spy)
+    params = tiny_params(hard_negative_fraction=0.5, max_epochs=3)
+    uninterrupted = train(*split, params, progress=False)
+    # 2 steps of 4 draws, half of them negatives: 2 hard ones an epoch, epochs 2 and 3
+    labels = SliceDataset(split[0], in_channels=3).labels
+    assert [len(m) for m in mined] == [2, 2] and not labels[np.concatenate(mined)].any()
+
+    mined.clear()
+    last = TorchCheckpointDataset(filepath=str(tmp_path / "last.pt"))
+    train(*split, params.model_copy(update={"max_epochs": 1}), last_checkpoint=last,
+          progress=False)  # fmt: skip
+    assert not mined
+    resumed = train(*split, params.model_copy(update={"resume": True}), last_checkpoint=last,
+                    progress=False)  # fmt: skip
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.history[columns], uninterrupted.history[columns])
+    _assert_same_weights(resumed.model.state_dict(), uninterrupted.model.state_dict())
+    with pytest.raises(ValidationError, match="hard_negative_fraction"):
+        tiny_params(hard_negative_fraction=1.0)
 
 
 def test_training_on_memory_mapped_stacks_matches_in_memory(split, uninterrupted, tmp_path):

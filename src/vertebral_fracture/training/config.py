@@ -118,6 +118,16 @@ class TrainingParams(_Strict):
     positive_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="share of fracture slices drawn per epoch"
     )
+    hard_negative_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "share of each epoch's negative draws, from the second epoch on, taken as the "
+            "hardest of a random pool of twice as many negatives: those the model being trained "
+            "scores highest (online hard-negative mining; one process only)"
+        ),
+    )
     positive_sampling: Literal["slice", "lesion"] = Field(
         "slice",
         description=(

@@ -18,6 +18,7 @@ objects with ``load() / save(dict) / exists()`` for the ``last`` and ``best`` ch
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import time
@@ -285,6 +286,38 @@ def evaluate(
         "class_pr_auc": pr_auc,
         "dice": float(dice),
     }
+
+
+@torch.inference_mode()
+def hardest_negatives(
+    model: nn.Module,
+    dataset: SliceDataset,
+    pool: np.ndarray,
+    count: int,
+    *,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """The ``count`` items of ``pool`` (indices of ``dataset``) that ``model`` scores highest.
+
+    An item's score is the peak of ``model.fracture_probability`` over it (P_class x P_seg):
+    a negative scored high is where the fused volume would hold a false positive. Online
+    hard-example mining (Shrivastava et al., CVPR 2016) for negatives, once an epoch.
+
+    Returns:
+        (count,) int64 indices, in ``pool``'s order.
+    """
+    model.eval()
+    peaks = []
+    for start in range(0, len(pool), batch_size):
+        items = [dataset[int(i)][0] for i in pool[start : start + batch_size]]
+        images = torch.stack(items).to(device, memory_format=MEMORY_FORMAT)
+        with _autocast(device, autocast_dtype):
+            probability = model.fracture_probability(images)
+        peaks.append(probability.float().amax(dim=(1, 2, 3)).cpu().numpy())
+    hardest = np.argsort(-np.concatenate(peaks), kind="stable")[:count]
+    return np.asarray(pool, dtype=np.int64)[np.sort(hardest)]
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -584,6 +617,11 @@ def train(
             train_ds.lesion_balanced_weights() if params.positive_sampling == "lesion" else None
         ),
     )
+    hard_count = round(sampler.num_negatives * params.hard_negative_fraction)
+    if hard_count and world > 1:
+        raise ValueError("hard_negative_fraction needs one process (hard negatives are mined)")
+    unaugmented = copy.copy(train_ds)  # the items themselves, to score for hard negatives
+    unaugmented.augmenter = None
     pin = device.type == "cuda"
     train_loader = DataLoader(  # in a distributed run each process loads its share of a batch
         train_ds,
@@ -705,6 +743,21 @@ def train(
             started = time.perf_counter()
             _seed_epoch(params.seed, epoch)
             sampler.set_epoch(epoch)
+            if hard_count and epoch > 1:  # epoch 1's model has not learned what is hard
+                pool = epoch_rng(params.seed, epoch, stream=2).choice(
+                    sampler.negatives, min(2 * hard_count, len(sampler.negatives)), replace=False
+                )
+                sampler.set_hard_negatives(
+                    hardest_negatives(
+                        served,
+                        unaugmented,
+                        pool,
+                        hard_count,
+                        device=device,
+                        autocast_dtype=autocast_dtype,
+                        batch_size=bs,
+                    )
+                )
             lr = float(optimizer.param_groups[0]["lr"])
             model.train()
             running, n_steps = 0.0, 0

@@ -5,7 +5,8 @@ Fracture slices are rare, so each epoch draws ``num_samples`` slices of which
 from successive random permutations (every slice once before any repeats), or, with
 ``positive_weights``, positives are drawn with those probabilities (e.g. the same total for
 every lesion, so a thin break on a few slices is seen as often as a collapse on many; see
-``SliceDataset.lesion_balanced_weights``). Together with each
+``SliceDataset.lesion_balanced_weights``). Negatives given by ``set_hard_negatives`` (the
+model's hardest, mined by the training loop) are drawn first, the rest as above. Together with each
 index the sampler yields an augmentation seed, so augmentation does not depend on DataLoader
 workers or on what ran before: epoch ``e`` of seed ``s`` is always the same sequence.
 """
@@ -74,6 +75,7 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
             )
             n_pos = self.num_samples
         self.num_positives = n_pos
+        self.hard_negatives = np.zeros(0, dtype=np.int64)
         self.positive_fraction = n_pos / self.num_samples
         self.positive_p = None
         if positive_weights is not None:
@@ -88,6 +90,20 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    @property
+    def num_negatives(self) -> int:
+        return self.num_samples - self.num_positives
+
+    def set_hard_negatives(self, indices: np.ndarray) -> None:
+        """Negatives every following epoch draws before the others (at most its negative
+        draws; empty: none)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) > self.num_negatives or not np.isin(indices, self.negatives).all():
+            raise ValueError(
+                f"hard negatives must be at most {self.num_negatives} of the negative slices"
+            )
+        self.hard_negatives = indices
+
     def indices(self, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The epoch's ``(indices, augmentation_seeds)`` arrays."""
         rng = epoch_rng(self.seed, self.epoch if epoch is None else epoch, stream=1)
@@ -95,7 +111,8 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
             pos = _draw(self.positives, self.num_positives, rng)
         else:
             pos = rng.choice(self.positives, size=self.num_positives, p=self.positive_p)
-        neg = _draw(self.negatives, self.num_samples - self.num_positives, rng)
+        hard = self.hard_negatives
+        neg = np.concatenate([hard, _draw(self.negatives, self.num_negatives - len(hard), rng)])
         order = rng.permutation(np.concatenate([pos, neg]).astype(np.int64))
         seeds = rng.integers(0, 2**31 - 1, size=len(order), dtype=np.int64)
         return order, seeds
