@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("demo_seeds.json"))
     args = parser.parse_args(argv)
+    source = source_commit()  # what the runs copy now, whatever is edited while they run
     folder = Path(tempfile.mkdtemp(prefix="demo_seeds_"))
     try:
         project = project_copy(folder)
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     result = {
-        **source_commit(),
+        **source,
         "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(
             ["python benchmarks/demo_seeds.py", *(sys.argv[1:] if argv is None else argv)]
