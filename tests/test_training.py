@@ -368,7 +368,7 @@ def test_sampler_draws_hard_negatives_first_and_the_rest_as_before() -> None:
         drawn = np.array([i for i, _ in sampler])
         negatives = drawn[labels[drawn] == 0]
         assert len(negatives) == 20 and labels[drawn].sum() == 20
-        # each hard negative once, the other 17 draws without repeats from the rest
+        # every hard negative drawn; the other 17 draws are permutations of all negatives
         assert all(np.sum(negatives == i) >= 1 for i in hard)
         assert len(set(negatives.tolist())) >= 17
     with pytest.raises(ValueError, match="negative slices"):
