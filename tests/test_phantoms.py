@@ -276,6 +276,25 @@ def test_set_uses_consecutive_seeds_and_prefix():
     np.testing.assert_array_equal(cases[1].ct.get_fdata(), single.ct.get_fdata())
 
 
+def test_intact_twins_differ_from_their_fractured_case_only_at_the_fractured_vertebrae():
+    cases = generate_phantom_set(_params(n_cases=6, seed=3, intact_twins=True))
+    fractured = [p for p in cases if any(f["voxels"] for f in p.fractures)]
+    twins = [p for p in cases if p.twin_of]
+    assert fractured and len(twins) == len(fractured) < len(cases) - len(twins)
+    for case, twin in pairwise(cases):
+        if twin.twin_of is None:
+            continue
+        assert twin.twin_of == case.case_id and twin.case_id == f"{case.case_id}_intact"
+        assert not twin.fractures and not _canonical(twin.fracture_mask).any()
+        ids = [TOTALSEGMENTATOR_IDS[f["vertebra"]] for f in case.fractures]
+        fractured_bone = np.isin(_canonical(case.vertebra_labels), ids)
+        # the scanner's blur carries a change a few mm; beyond it the scans are equal
+        near = binary_dilation(fractured_bone, iterations=5)
+        changed = _canonical(case.ct) != _canonical(twin.ct)
+        assert changed[fractured_bone].any() and not changed[~near].any()
+        assert case.distractors == twin.distractors
+
+
 @pytest.mark.parametrize("code", ["LPS", "PIR", "SAR", "ILA"])
 def test_orientations_store_the_same_world_anatomy(code):
     ras = generate_phantom("o", 5, _params(orientations=["RAS"]))

@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import REAL_CT, REAL_CT_VERTEBRAE
 from tests.kedro_project import make_tiny_project, run_pipeline
 from vertebral_fracture.datasets import SliceStackDataset
+from vertebral_fracture.phantoms import PhantomSetParams
+from vertebral_fracture.pipelines.data_processing.nodes import generate_phantoms, index_cases
+from vertebral_fracture.pipelines.data_processing.params import DataProcessingParams
 from vertebral_fracture.vertebrae import FOUND_BODIES, level_names
 
 
@@ -24,7 +27,8 @@ def processed(tmp_path_factory):
 
 def test_phantoms_are_generated_validated_split_and_sliced(processed):
     index = json.loads((processed / "data/02_intermediate/case_index.json").read_text())
-    assert len(index) == 8
+    drawn = [r for r in index if not r["twin_of"]]  # the demo draws intact twins too
+    assert len(drawn) == 8 and all(r["split"] == "train" for r in index if r["twin_of"])
     assert {r["source"] for r in index} == {"phantom"}
     splits = {r["split"] for r in index}
     assert splits == {"train", "val", "test"}
@@ -103,3 +107,26 @@ def test_rerun_gives_the_same_outputs(processed):
     after = first.load()
     np.testing.assert_array_equal(after.images, before.images)
     np.testing.assert_array_equal(after.masks, before.masks)
+
+
+def test_intact_twins_train_beside_their_cases_and_leave_the_split_alone():
+    phantoms = PhantomSetParams(n_cases=8, shape=(32, 32, 32), spacing_mm=(2.0, 2.0, 2.0), seed=11)
+    params = DataProcessingParams(split={"train": 0.5, "val": 0.25, "test": 0.25})
+
+    def index(with_twins: bool) -> dict[str, dict]:
+        scans, manifest, _ = generate_phantoms(
+            phantoms.model_copy(update={"intact_twins": with_twins})
+        )
+        raw = {f"{name}.nii.gz": (lambda image=image: image) for name, image in scans.items()}
+        return {r["case_id"]: r for r in index_cases(raw, manifest, "raw", params)}
+
+    plain, paired = index(False), index(True)
+    twins = {case: r for case, r in paired.items() if r["twin_of"]}
+    assert {case: r["split"] for case, r in paired.items() if case not in twins} == {
+        case: r["split"] for case, r in plain.items()
+    }
+    trained = [c for c, r in plain.items() if r["split"] == "train" and r["fracture_voxels"]]
+    fractured = [c for c, r in plain.items() if r["fracture_voxels"]]
+    assert trained and len(trained) < len(fractured)  # twins of val and test cases left out
+    assert sorted(r["twin_of"] for r in twins.values()) == sorted(trained)
+    assert all(r["split"] == "train" and r["fracture_voxels"] == 0 for r in twins.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from tests.conftest import centre_spine
 from vertebral_fracture.datasets import SliceStackDataset
 from vertebral_fracture.datasets.checkpoint_dataset import TorchCheckpointDataset
 from vertebral_fracture.models import build_model
-from vertebral_fracture.slicing import SliceStack
+from vertebral_fracture.slicing import SliceStack, spine_windows
 from vertebral_fracture.training import (
     HISTORY_COLUMNS,
     AugmentationParams,
@@ -375,6 +376,67 @@ def test_sampler_draws_hard_negatives_first_and_the_rest_as_before() -> None:
         sampler.set_hard_negatives(np.array([3]))  # a positive
     with pytest.raises(ValueError, match="at most 20"):
         sampler.set_hard_negatives(np.arange(12, 60))
+
+
+def test_sampler_pairs_each_drawn_fracture_window_with_its_intact_twin() -> None:
+    labels = np.zeros(60, dtype=np.uint8)
+    labels[:12] = 1
+    twin_items = np.full(60, -1)
+    twin_items[:12] = np.arange(30, 42)  # positive i's twin is negative 30 + i
+    # 10 positives an epoch (of 12) and 30 negatives, up to 15 of them twins
+    sampler = BalancedSliceSampler(
+        labels, 40, positive_fraction=0.25, seed=5, twin_items=twin_items, twin_fraction=0.5
+    )
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        drawn, seeds = sampler.indices()
+        positives, negatives = drawn[labels[drawn] == 1], drawn[labels[drawn] == 0]
+        assert len(positives) == 10 and len(negatives) == 30
+        assert np.isin(twin_items[positives], negatives).all()
+        # each twin is augmented as its fracture window: the pair differs only in the fracture
+        assert all(
+            np.isin(seeds[drawn == i], seeds[drawn == twin_items[i]]).all() for i in positives
+        )
+    with pytest.raises(ValueError, match="one negative item"):
+        BalancedSliceSampler(labels, 40, 0.25, twin_items=np.arange(60), twin_fraction=0.5)
+
+
+def test_intact_twins_are_cut_with_their_fractured_cases_windows(split, monkeypatch, caplog):
+    fractured = split[0][0]
+    twin = SliceStack(
+        "t1_intact",
+        fractured.view,
+        fractured.images,
+        np.zeros_like(fractured.masks),
+        fractured.slice_numbers,
+        volume_shape=fractured.volume_shape,
+        spine=fractured.spine + 5.0,  # located a little elsewhere: its own windows would differ
+    )
+    pairs: list[tuple[SliceDataset, np.ndarray]] = []
+    pair = SliceDataset.twin_items
+
+    def spy(dataset, twin_stacks):
+        pairs.append((dataset, pair(dataset, twin_stacks)))
+        return pairs[-1][1]
+
+    monkeypatch.setattr(SliceDataset, "twin_items", spy)
+    stacks = [fractured, split[0][1], twin]
+    params = tiny_params(twin_negative_fraction=0.5, max_epochs=1)
+    train(stacks, split[1], params, twin_of={"t1_intact": "t1"}, progress=False)
+    ((dataset, twin_items),) = pairs
+    items = dataset._items
+    ours = np.flatnonzero(items[:, 0] == 0)
+    assert len(ours) and (items[twin_items[ours], 0] == 2).all()
+    np.testing.assert_array_equal(items[twin_items[ours], 1:], items[ours, 1:])
+    assert (twin_items[items[:, 0] != 0] == -1).all()
+    with pytest.raises(ValueError, match="t1_intact.*not cut with the windows"):
+        SliceDataset(
+            stacks, 3, windows=[spine_windows(s, 32) for s in stacks], window_size=32
+        ).twin_items({0: 2})
+
+    caplog.set_level(logging.INFO, logger=loop_module.__name__)
+    train(stacks, split[1], params, progress=False)  # twins not named: no pairs, said so
+    assert "No training case has its intact twin" in caplog.text and len(pairs) == 1
 
 
 def test_hardest_negatives_are_those_the_model_scores_highest() -> None:

@@ -227,6 +227,7 @@ class CaseRecord:
     vertebrae: str | None = None  # vertebra label map, relative to the scan folder
     # ids of the case's vertebra map (vertebrae.LABEL_CONVENTIONS): "numbered" when found in the CT
     vertebra_convention: str | None = None
+    twin_of: str | None = None  # an intact twin's fractured case (training pairs)
 
     def to_dict(self) -> dict:
         return asdict(self)

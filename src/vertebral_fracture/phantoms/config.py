@@ -119,6 +119,9 @@ class PhantomSetParams(BaseModel):
     max_fractures: int = Field(default=3, ge=0, le=3)
     orientations: list[str] = Field(default_factory=lambda: ["RAS", "LPS", "PIR"], min_length=1)
     case_prefix: str = "phantom"
+    # each fractured case also drawn without its fractures (``generate_phantom_set``): pairs
+    # that differ only in the fracture, for training (``TrainingParams.twin_negative_fraction``)
+    intact_twins: bool = False
     appearance: PhantomAppearance = Field(default_factory=PhantomAppearance)
 
     @field_validator("shape")

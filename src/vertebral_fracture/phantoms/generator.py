@@ -59,6 +59,7 @@ SHARPEN_SIGMA_MM = 1.0  # scale of the detail an edge-enhancing kernel boosts
 # this depth (mm); vertebrae draw theirs from ``PhantomAppearance.endplate_sclerosis_*``
 SUBCHONDRAL_HU = 80.0
 SUBCHONDRAL_MM = 1.5
+TWIN_SUFFIX = "_intact"  # case id of a fractured case's intact twin: <case>_intact
 
 
 @dataclass
@@ -76,7 +77,8 @@ class Phantom:
     to their kind. ``appearance`` records what the case drew from ``PhantomAppearance``
     (levels whose centre is in view, patient size, their mean trabecular HU, scanner settings)
     and its sagittal profile (the whole spine's Cobb angles of lordosis L1-S1 and kyphosis
-    T4-T12 and its sacral slope, in degrees, whatever the field shows).
+    T4-T12 and its sacral slope, in degrees, whatever the field shows). An intact twin
+    (``twin_of`` names its fractured case) is that case drawn without its fractures.
     """
 
     case_id: str
@@ -88,6 +90,7 @@ class Phantom:
     tissue_labels: nib.Nifti1Image
     appearance: dict
     vertebra_labels: nib.Nifti1Image
+    twin_of: str | None = None
 
 
 @dataclass
@@ -442,9 +445,16 @@ def form_image(
     return np.clip(np.rint(image), -1024, 3071).astype(np.int16), drawn
 
 
-def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phantom:
+def generate_phantom(
+    case_id: str, seed: int, params: PhantomSetParams, *, twin_of: str | None = None
+) -> Phantom:
     """Generate one case, deterministic in ``seed`` (the orientation is drawn independently so
-    the same seed gives the same anatomy whatever ``params.orientations`` holds)."""
+    the same seed gives the same anatomy whatever ``params.orientations`` holds).
+
+    With ``twin_of`` (the case id of the same seed's fractured case) the case is drawn as that
+    one, voxel for voxel, except that its fractures are not painted: every draw is the same,
+    so the two differ only where a fracture deformed the bone.
+    """
     # the pelvis draws from its own stream: the spine's draws stay those of a pelvis-free case
     orient_seq, anatomy_seq, pelvis_seq = np.random.SeedSequence(seed).spawn(3)
     orientation = params.orientations[
@@ -486,6 +496,8 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
     eligible, voxel_mm = eligible_vertebrae(layout, canvas), float(spacing.min())
     fractures = choose_fractures(rng, eligible, params, voxel_mm)
     distractors = choose_distractors(rng, eligible, set(fractures), voxel_mm, contrast)
+    if twin_of is not None:
+        fractures = {}
     verts = layout.vertebrae
     column = verts + [pelvis.sacrum.s1] if pelvis else verts
     for upper, lower in zip(column[:-1], column[1:], strict=True):
@@ -545,6 +557,7 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
         orientation=orientation,
         tissue_labels=store(canvas.labels, affine, orientation),
         vertebra_labels=store(canvas.vertebra_ids, affine, orientation),
+        twin_of=twin_of,
         appearance={
             "levels": [vt.name for vt in in_view],
             "size_scale": round(layout.scale, 3),
@@ -558,8 +571,17 @@ def generate_phantom(case_id: str, seed: int, params: PhantomSetParams) -> Phant
 
 
 def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
-    """Generate ``params.n_cases`` cases; case ``i`` uses seed ``params.seed + i``."""
-    return [
-        generate_phantom(f"{params.case_prefix}_{i:04d}", params.seed + i, params)
-        for i in Progress(range(params.n_cases), desc="phantoms", unit="case")
-    ]
+    """Generate ``params.n_cases`` cases; case ``i`` uses seed ``params.seed + i``.
+
+    With ``params.intact_twins`` each case with a fracture in view is followed by its intact
+    twin ``<case>_intact`` (``generate_phantom``'s ``twin_of``).
+    """
+    phantoms = []
+    for i in Progress(range(params.n_cases), desc="phantoms", unit="case"):
+        case_id, seed = f"{params.case_prefix}_{i:04d}", params.seed + i
+        phantoms.append(generate_phantom(case_id, seed, params))
+        if params.intact_twins and any(f["voxels"] for f in phantoms[-1].fractures):
+            phantoms.append(
+                generate_phantom(f"{case_id}{TWIN_SUFFIX}", seed, params, twin_of=case_id)
+            )
+    return phantoms

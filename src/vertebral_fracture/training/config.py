@@ -118,6 +118,16 @@ class TrainingParams(_Strict):
     positive_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="share of fracture slices drawn per epoch"
     )
+    twin_negative_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "share of each epoch's negative draws taken as the intact twins of the drawn "
+            "fracture windows: the same window of the same phantom drawn without its fractures "
+            "(phantoms.intact_twins), so the pair differs only in the fracture"
+        ),
+    )
     hard_negative_fraction: float = Field(
         0.0,
         ge=0.0,

@@ -9,7 +9,7 @@ applied jointly to all channels and the mask.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -138,6 +138,24 @@ class SliceDataset(Dataset):
             present = present[:, 1:]
             weights[members] = (present / np.maximum(present.sum(axis=0), 1)).sum(axis=1)
         return weights
+
+    def twin_items(self, twin_stacks: Mapping[int, int]) -> np.ndarray:
+        """Per item, the index of the same window of its stack's intact twin, -1 where none.
+
+        ``twin_stacks`` maps a fractured stack's index to its twin's; the two must have been
+        cut with the same windows (the fractured case's).
+        """
+        twins = np.full(len(self), -1, dtype=np.int64)
+        for fractured, twin in twin_stacks.items():
+            ours = np.flatnonzero(self._items[:, 0] == fractured)
+            theirs = np.flatnonzero(self._items[:, 0] == twin)
+            if not np.array_equal(self._items[ours, 1:], self._items[theirs, 1:]):
+                raise ValueError(
+                    f"SliceStack {self.stacks[twin].case_id!r} is not cut with the windows of "
+                    f"its fractured case {self.stacks[fractured].case_id!r}"
+                )
+            twins[ours] = theirs
+        return twins
 
     def _image(self, index: int, seed: int | None) -> np.ndarray:
         """(C, h, w) float32 channels of item ``index``; when the augmenter thickens the slices

@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +46,7 @@ def train_in_processes(
     *,
     last_checkpoint: TorchCheckpointDataset,
     best_checkpoint: TorchCheckpointDataset,
+    twin_of: Mapping[str, str] | None = None,
 ) -> TrainingResult:
     """``loop.train`` in ``params.processes`` processes started by torchrun on this machine.
 
@@ -62,6 +63,7 @@ def train_in_processes(
             "last": str(last_checkpoint.filepath),
             "best": str(best_checkpoint.filepath),
             "result": str(root / "result.json"),
+            "twin_of": dict(twin_of or {}),
         }
         for split, stacks in (("train", train_stacks), ("val", val_stacks)):
             spec[split] = []
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             last_checkpoint=TorchCheckpointDataset(filepath=spec["last"]),
             best_checkpoint=TorchCheckpointDataset(filepath=spec["best"]),
             progress=rank == 0,
+            twin_of=spec["twin_of"],
         )
         if rank == 0:
             Path(spec["result"]).write_text(

@@ -545,16 +545,28 @@ def _warn_changed_params(stored: Mapping[str, Any], params: TrainingParams) -> N
         )
 
 
-def _window_dataset(stacks: Sequence[SliceStack], params: TrainingParams) -> SliceDataset:
-    """The ``slice_size`` spine windows of ``stacks`` (not augmented)."""
+def _window_dataset(
+    stacks: Sequence[SliceStack], params: TrainingParams, cut_as: Mapping[int, int] | None = None
+) -> SliceDataset:
+    """The ``slice_size`` spine windows of ``stacks`` (not augmented); stack ``i`` is cut with
+    the windows of stack ``cut_as[i]`` where given."""
+    cut_as = cut_as or {}
     return SliceDataset(
         stacks,
         params.in_channels,
         context_stride=params.context_stride,
         expected_size=params.slice_size,
-        windows=[spine_windows(stack, params.slice_size) for stack in stacks],
+        windows=[
+            spine_windows(stacks[cut_as.get(i, i)], params.slice_size) for i in range(len(stacks))
+        ],
         window_size=params.slice_size,
     )
+
+
+def _twin_stacks(stacks: Sequence[SliceStack], twin_of: Mapping[str, str]) -> dict[int, int]:
+    """Index of each fractured stack -> index of its intact twin, where both are given."""
+    index = {stack.case_id: i for i, stack in enumerate(stacks)}
+    return {index[f]: index[t] for t, f in twin_of.items() if t in index and f in index}
 
 
 def train(
@@ -566,6 +578,7 @@ def train(
     best_checkpoint: CheckpointStore | None = None,
     on_epoch_end: Callable[[pd.DataFrame], None] | None = None,
     progress: bool = True,
+    twin_of: Mapping[str, str] | None = None,
 ) -> TrainingResult:
     """Train a slice model from scratch (or resume) on labelled slice stacks of one view.
 
@@ -582,6 +595,10 @@ def train(
         on_epoch_end: called with the history so far after each epoch (and its checkpoints).
         progress: show progress per epoch with the running training loss (a bar on a
             terminal, log lines otherwise).
+        twin_of: case id of an intact twin among ``train_stacks`` -> its fractured case's
+            (``phantoms.intact_twins``): the twin is cut with that case's windows, and
+            ``params.twin_negative_fraction`` of the negatives are the twins of the drawn
+            fracture windows.
 
     Returns:
         :class:`TrainingResult` with the best-epoch model (CPU, eval mode) and the history.
@@ -596,7 +613,8 @@ def train(
     autocast_dtype = resolve_autocast_dtype(params, device)
     amp = autocast_dtype == torch.float16  # float16 needs loss scaling, bfloat16 does not
 
-    train_ds = _window_dataset(train_stacks, params)
+    twin_stacks = _twin_stacks(train_stacks, twin_of or {})
+    train_ds = _window_dataset(train_stacks, params, {t: f for f, t in twin_stacks.items()})
     val_ds = _window_dataset(val_stacks, params)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(
@@ -616,7 +634,13 @@ def train(
         positive_weights=(
             train_ds.lesion_balanced_weights() if params.positive_sampling == "lesion" else None
         ),
+        twin_items=train_ds.twin_items(twin_stacks) if twin_stacks else None,
+        twin_fraction=params.twin_negative_fraction,
     )
+    if params.twin_negative_fraction and not twin_stacks:  # scans of your own have none
+        logger.info("No training case has its intact twin: negatives are drawn as usual")
+    elif twin_stacks:
+        logger.info("%d intact twins pair with their fractured cases' windows", len(twin_stacks))
     hard_count = round(sampler.num_negatives * params.hard_negative_fraction)
     if hard_count and world > 1:
         raise ValueError("hard_negative_fraction needs one process (hard negatives are mined)")

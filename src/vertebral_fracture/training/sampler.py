@@ -6,9 +6,11 @@ from successive random permutations (every slice once before any repeats), or, w
 ``positive_weights``, positives are drawn with those probabilities (e.g. the same total for
 every lesion, so a thin break on a few slices is seen as often as a collapse on many; see
 ``SliceDataset.lesion_balanced_weights``). Negatives given by ``set_hard_negatives`` (the
-model's hardest, mined by the training loop) are drawn first, the rest as above. Together with each
-index the sampler yields an augmentation seed, so augmentation does not depend on DataLoader
-workers or on what ran before: epoch ``e`` of seed ``s`` is always the same sequence.
+model's hardest, mined by the training loop) are drawn first, then, with ``twin_items``, the
+intact twins of the epoch's positives (``twin_fraction`` of the negatives, each augmented as
+its positive is), the rest as above. Together with each index the sampler yields an
+augmentation seed, so augmentation does not depend on DataLoader workers or on what ran
+before: epoch ``e`` of seed ``s`` is always the same sequence.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
         positive_fraction: float,
         seed: int = 0,
         positive_weights: np.ndarray | None = None,
+        twin_items: np.ndarray | None = None,
+        twin_fraction: float = 0.0,
     ) -> None:
         labels = np.asarray(labels).reshape(-1)
         if len(labels) == 0:
@@ -77,6 +81,14 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
         self.num_positives = n_pos
         self.hard_negatives = np.zeros(0, dtype=np.int64)
         self.positive_fraction = n_pos / self.num_samples
+        self.twin_items = None
+        if twin_items is not None:
+            twin_items = np.asarray(twin_items, dtype=np.int64).reshape(-1)
+            paired = twin_items >= 0
+            if twin_items.shape != labels.shape or not (labels[twin_items[paired]] == 0).all():
+                raise ValueError("twin_items must give one negative item (or -1) per item")
+            self.twin_items = twin_items
+        self.num_twins = int(round(self.num_negatives * twin_fraction))
         self.positive_p = None
         if positive_weights is not None:
             weights = np.asarray(positive_weights, dtype=np.float64).reshape(-1)
@@ -112,10 +124,20 @@ class BalancedSliceSampler(Sampler[tuple[int, int]]):
         else:
             pos = rng.choice(self.positives, size=self.num_positives, p=self.positive_p)
         hard = self.hard_negatives
-        neg = np.concatenate([hard, _draw(self.negatives, self.num_negatives - len(hard), rng)])
-        order = rng.permutation(np.concatenate([pos, neg]).astype(np.int64))
-        seeds = rng.integers(0, 2**31 - 1, size=len(order), dtype=np.int64)
-        return order, seeds
+        paired = np.zeros(0, dtype=np.int64)  # draw positions of the positives with a twin
+        if self.twin_items is not None:
+            budget = min(self.num_twins, self.num_negatives - len(hard))
+            paired = np.flatnonzero(self.twin_items[pos] >= 0)[:budget]
+        twins = self.twin_items[pos[paired]] if len(paired) else paired
+        rest = _draw(self.negatives, self.num_negatives - len(hard) - len(twins), rng)
+        draws = np.concatenate([pos, hard, twins, rest]).astype(np.int64)
+        shuffle = rng.permutation(len(draws))
+        seeds = np.empty(len(draws), dtype=np.int64)
+        seeds[shuffle] = rng.integers(0, 2**31 - 1, size=len(draws), dtype=np.int64)
+        # a twin is augmented as its fracture window is: the two differ only in the fracture
+        first_twin = len(pos) + len(hard)
+        seeds[first_twin : first_twin + len(twins)] = seeds[paired]
+        return draws[shuffle], seeds[shuffle]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order, seeds = self.indices()

@@ -58,6 +58,7 @@ def generate_phantoms(
             "fractures": p.fractures,
             "distractors": p.distractors,
             "appearance": p.appearance,
+            "twin_of": p.twin_of,
         }
         for p in phantoms
     ]
@@ -70,14 +71,30 @@ def index_cases(
     """Find, validate and split (train/val/test) every case of the scan folder before any work.
 
     ``phantom_manifest`` orders phantom generation before discovery (the default scan folder
-    holds the phantoms) and marks which cases are synthetic.
+    holds the phantoms) and marks which cases are synthetic and which are intact twins. A twin
+    joins its fractured case when that one trains (``twin_of`` names it) and is left out
+    otherwise: validation and test sets are those drawn without twins.
     """
     synthetic = {entry["case_id"] for entry in phantom_manifest}
+    twin_of = {e["case_id"]: e["twin_of"] for e in phantom_manifest if e.get("twin_of")}
     records = _validated_records(raw_scans, raw_dir, params, synthetic)
     split = params.split
     fractions = {"train": split.train, "val": split.val, "test": split.test}
-    assignment = split_cases({r.case_id: r.fracture_voxels for r in records}, fractions, split.seed)
-    return _with_splits(records, assignment)
+    drawn = {r.case_id: r.fracture_voxels for r in records if r.case_id not in twin_of}
+    assignment = split_cases(drawn, fractions, split.seed)
+    twins = [
+        r for r in records if r.case_id in twin_of and assignment.get(twin_of[r.case_id]) == "train"
+    ]
+    for record in twins:
+        record.twin_of = twin_of[record.case_id]
+        assignment[record.case_id] = "train"
+    if twin_of:
+        logger.info(
+            "Intact twins: %d of training cases kept, %d of validation or test cases unused",
+            len(twins),
+            len(twin_of) - len(twins),
+        )
+    return _with_splits([r for r in records if r.case_id in assignment], assignment)
 
 
 def index_evaluation_cases(

@@ -68,6 +68,7 @@ def train_view_model(
         params,
         last_checkpoint=last,
         best_checkpoint=best,
+        twin_of={r["case_id"]: r["twin_of"] for r in case_index if r.get("twin_of")},
     )
     logger.info("%s %s: best epoch %d of %d", variant, view, result.best_epoch, len(result.history))
     title = f"{variant} ({params.architecture}) model, {view} view"
