@@ -130,3 +130,18 @@ def test_intact_twins_train_beside_their_cases_and_leave_the_split_alone():
     assert trained and len(trained) < len(fractured)  # twins of val and test cases left out
     assert sorted(r["twin_of"] for r in twins.values()) == sorted(trained)
     assert all(r["split"] == "train" and r["fracture_voxels"] == 0 for r in twins.values())
+
+
+def test_the_preview_sheet_shows_drawn_cases_not_their_twins():
+    every_case_fractured = PhantomSetParams(
+        n_cases=4,
+        shape=(32, 32, 32),
+        spacing_mm=(2.0, 2.0, 2.0),
+        seed=11,
+        fracture_free_fraction=0.0,
+        intact_twins=True,
+    )
+    scans, _, preview = generate_phantoms(every_case_fractured)
+    assert any("_intact" in name for name in scans)
+    titles = [ax.get_title() for ax in preview.axes]
+    assert any("phantom_" in t for t in titles) and not any("_intact" in t for t in titles)

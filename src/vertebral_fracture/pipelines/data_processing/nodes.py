@@ -62,7 +62,8 @@ def generate_phantoms(
         }
         for p in phantoms
     ]
-    return scans, manifest, phantom_preview_figure(phantoms)
+    # twins would repeat their cases' looks on the sheet
+    return scans, manifest, phantom_preview_figure([p for p in phantoms if p.twin_of is None])
 
 
 def index_cases(
@@ -76,8 +77,10 @@ def index_cases(
     otherwise: validation and test sets are those drawn without twins.
     """
     synthetic = {entry["case_id"] for entry in phantom_manifest}
-    twin_of = {e["case_id"]: e["twin_of"] for e in phantom_manifest if e.get("twin_of")}
     records = _validated_records(raw_scans, raw_dir, params, synthetic)
+    found = {r.case_id for r in records}
+    twin_of = {e["case_id"]: e["twin_of"] for e in phantom_manifest if e.get("twin_of")}
+    twin_of = {twin: case for twin, case in twin_of.items() if twin in found}
     split = params.split
     fractions = {"train": split.train, "val": split.val, "test": split.test}
     drawn = {r.case_id: r.fracture_voxels for r in records if r.case_id not in twin_of}
