@@ -109,8 +109,11 @@ def test_rerun_gives_the_same_outputs(processed):
     np.testing.assert_array_equal(after.masks, before.masks)
 
 
+TINY_PHANTOMS = PhantomSetParams(n_cases=8, shape=(32, 32, 32), spacing_mm=(2.0, 2.0, 2.0), seed=11)
+
+
 def test_intact_twins_train_beside_their_cases_and_leave_the_split_alone():
-    phantoms = PhantomSetParams(n_cases=8, shape=(32, 32, 32), spacing_mm=(2.0, 2.0, 2.0), seed=11)
+    phantoms = TINY_PHANTOMS
     params = DataProcessingParams(split={"train": 0.5, "val": 0.25, "test": 0.25})
 
     def index(with_twins: bool) -> dict[str, dict]:
@@ -133,13 +136,8 @@ def test_intact_twins_train_beside_their_cases_and_leave_the_split_alone():
 
 
 def test_the_preview_sheet_shows_drawn_cases_not_their_twins():
-    every_case_fractured = PhantomSetParams(
-        n_cases=4,
-        shape=(32, 32, 32),
-        spacing_mm=(2.0, 2.0, 2.0),
-        seed=11,
-        fracture_free_fraction=0.0,
-        intact_twins=True,
+    every_case_fractured = TINY_PHANTOMS.model_copy(
+        update={"n_cases": 4, "fracture_free_fraction": 0.0, "intact_twins": True}
     )
     scans, _, preview = generate_phantoms(every_case_fractured)
     assert any("_intact" in name for name in scans)
