@@ -432,7 +432,7 @@ def test_intact_twins_are_cut_with_their_fractured_cases_windows(split, monkeypa
     with pytest.raises(ValueError, match="t1_intact.*not cut with the windows"):
         SliceDataset(
             stacks, 3, windows=[spine_windows(s, 32) for s in stacks], window_size=32
-        ).twin_items({0: 2})
+        ).twin_items({2: 0})
 
     caplog.set_level(logging.INFO, logger=loop_module.__name__)
     train(stacks, split[1], params, progress=False)  # twins not named: no pairs, said so

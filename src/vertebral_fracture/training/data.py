@@ -142,11 +142,11 @@ class SliceDataset(Dataset):
     def twin_items(self, twin_stacks: Mapping[int, int]) -> np.ndarray:
         """Per item, the index of the same window of its stack's intact twin, -1 where none.
 
-        ``twin_stacks`` maps a fractured stack's index to its twin's; the two must have been
-        cut with the same windows (the fractured case's).
+        ``twin_stacks`` maps a twin's stack index to its fractured case's; the two must have
+        been cut with the same windows (the fractured case's).
         """
         twins = np.full(len(self), -1, dtype=np.int64)
-        for fractured, twin in twin_stacks.items():
+        for twin, fractured in twin_stacks.items():
             ours = np.flatnonzero(self._items[:, 0] == fractured)
             theirs = np.flatnonzero(self._items[:, 0] == twin)
             if not np.array_equal(self._items[ours, 1:], self._items[theirs, 1:]):

@@ -551,22 +551,24 @@ def _window_dataset(
     """The ``slice_size`` spine windows of ``stacks`` (not augmented); stack ``i`` is cut with
     the windows of stack ``cut_as[i]`` where given."""
     cut_as = cut_as or {}
+    windows = {
+        i: spine_windows(stacks[i], params.slice_size)
+        for i in {cut_as.get(i, i) for i in range(len(stacks))}
+    }
     return SliceDataset(
         stacks,
         params.in_channels,
         context_stride=params.context_stride,
         expected_size=params.slice_size,
-        windows=[
-            spine_windows(stacks[cut_as.get(i, i)], params.slice_size) for i in range(len(stacks))
-        ],
+        windows=[windows[cut_as.get(i, i)] for i in range(len(stacks))],
         window_size=params.slice_size,
     )
 
 
 def _twin_stacks(stacks: Sequence[SliceStack], twin_of: Mapping[str, str]) -> dict[int, int]:
-    """Index of each fractured stack -> index of its intact twin, where both are given."""
+    """Index of each intact twin's stack -> index of its fractured case's, where both are given."""
     index = {stack.case_id: i for i, stack in enumerate(stacks)}
-    return {index[f]: index[t] for t, f in twin_of.items() if t in index and f in index}
+    return {index[t]: index[f] for t, f in twin_of.items() if t in index and f in index}
 
 
 def train(
@@ -614,7 +616,7 @@ def train(
     amp = autocast_dtype == torch.float16  # float16 needs loss scaling, bfloat16 does not
 
     twin_stacks = _twin_stacks(train_stacks, twin_of or {})
-    train_ds = _window_dataset(train_stacks, params, {t: f for f, t in twin_stacks.items()})
+    train_ds = _window_dataset(train_stacks, params, cut_as=twin_stacks)
     val_ds = _window_dataset(val_stacks, params)
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise ValueError(
