@@ -20,6 +20,7 @@ from vertebral_fracture.metrics import (
     detect_lesions,
     froc,
     froc_curve,
+    ground_truth_lesions,
     operating_point_at,
     precision_recall_curve,
 )
@@ -184,7 +185,7 @@ def _case_one() -> tuple[np.ndarray, np.ndarray]:
     prob[3, 3, 3] = 0.9  # component score is its maximum
     prob[10:13, 20:23, 2:5] = 0.6  # false positive
     prob[0, 29, 29] = 0.2  # below the labelling threshold: never a component
-    return prob, gt
+    return prob, ground_truth_lesions(gt)
 
 
 def _case_two() -> tuple[np.ndarray, np.ndarray]:
@@ -196,7 +197,7 @@ def _case_two() -> tuple[np.ndarray, np.ndarray]:
     prob[25:28, 2:5, 2:5] = 0.7
     prob[20:22, 20:22, 20:22] = 0.3
     prob[22:24, 22:24, 22:24] = 0.3  # corner contact only: same 26-connected component
-    return prob, gt
+    return prob, ground_truth_lesions(gt)
 
 
 def test_detect_lesions_hand_case() -> None:
@@ -237,7 +238,7 @@ def test_iou_hit_threshold_is_strict(z_start: int, is_hit: bool) -> None:
     gt[1, 1, :] = True
     prob = np.zeros(gt.shape, dtype=np.float32)
     prob[1, 1, z_start:] = 0.8
-    result = detect_lesions(prob, gt, threshold=0.5)
+    result = detect_lesions(prob, ground_truth_lesions(gt), threshold=0.5)
     assert result.component_iou[0] == pytest.approx((20 - z_start) / 20)
     assert bool(result.component_hits[0]) is is_hit
     assert bool(result.detected[0]) is is_hit
@@ -249,7 +250,7 @@ def test_gt_lesion_takes_best_matching_component() -> None:
     prob = np.zeros(gt.shape, dtype=np.float32)
     prob[1:3, 1:3, 1:4] = 0.5  # two separate pieces, IoU 12/32 each
     prob[1:3, 1:3, 6:9] = 0.8
-    result = detect_lesions(prob, gt, threshold=0.3)
+    result = detect_lesions(prob, ground_truth_lesions(gt), threshold=0.3)
     np.testing.assert_array_equal(result.component_hits, [True, True])
     np.testing.assert_allclose(result.gt_scores, [0.8], rtol=1e-6)
 
@@ -362,7 +363,10 @@ def test_froc_interpolates_between_curve_points_as_ribfrac() -> None:
     gt_b = np.zeros_like(gt_a)
     gt_b[5:8, 5:8, 5:8] = True
     prob_b = np.where(gt_b, 0.6, 0.0).astype(np.float32)
-    cases = [detect_lesions(p, g, threshold=0.5) for p, g in ((prob_a, gt_a), (prob_b, gt_b))]
+    cases = [
+        detect_lesions(p, ground_truth_lesions(g), threshold=0.5)
+        for p, g in ((prob_a, gt_a), (prob_b, gt_b))
+    ]
     fp, sens, _ = froc_curve(cases)
     np.testing.assert_allclose(fp, [0, 0, 0.5, 1.0, 1.0])
     np.testing.assert_allclose(sens, [0, 0.5, 0.5, 0.5, 1.0])
@@ -381,9 +385,35 @@ def test_a_candidate_is_credited_to_its_best_iou_lesion_only() -> None:
     gt[1:3, 1:3, 4:10] = True  # B: 24 voxels
     prob = np.zeros(gt.shape, dtype=np.float32)
     prob[1:3, 1:3, 0:7] = 0.9  # 28 voxels: IoU(A) = 8/28, IoU(B) = 12/40
-    result = detect_lesions(prob, gt, threshold=0.5)
+    result = detect_lesions(prob, ground_truth_lesions(gt), threshold=0.5)
     assert result.n_gt == 2
     np.testing.assert_allclose(result.component_iou, [12 / 40])
     # RibFrac's hit_label: B (highest IoU) only; A stays undetected
     np.testing.assert_array_equal(result.detected, [False, True])
     assert froc([result], fp_rates=(1,)) == {"1": 0.5}
+
+
+def test_a_fracture_is_one_lesion_whatever_pieces_its_mask_falls_into() -> None:
+    vertebrae = np.zeros((20, 12, 24), dtype=np.int16)
+    vertebrae[2:10, 2:10, 0:10] = 20  # T12
+    vertebrae[2:10, 2:10, 12:22] = 21  # L1
+    mask = np.zeros(vertebrae.shape, dtype=np.uint8)
+    mask[2:10, 2:10, 8:10] = 1  # T12 biconcave: superior band ...
+    mask[2:10, 2:10, 0:2] = 1  # ... and inferior band, apart
+    mask[11, 5, 5] = 1  # a stray fragment voxel just off T12
+    mask[2:10, 2:10, 12:14] = 1  # L1 compression
+    mask[16:18, 5:7, 5:7] = 1  # off every vertebra: a lesion of its own
+    lesions = ground_truth_lesions(mask, vertebrae)
+    assert lesions.dtype == np.int32 and np.array_equal(lesions > 0, mask > 0)
+    assert np.unique(lesions[lesions > 0]).size == 3
+    assert lesions[5, 5, 9] == lesions[5, 5, 0] == lesions[11, 5, 5] != lesions[5, 5, 12]
+    assert np.unique(ground_truth_lesions(mask)[mask > 0]).size == 5  # without vertebrae
+
+    prob = np.zeros(mask.shape, dtype=np.float32)
+    prob[2:10, 2:10, 8:10] = 0.9  # finds T12's superior band: IoU 128 / 257 with its fracture
+    result = detect_lesions(prob, lesions, threshold=0.5)
+    assert result.n_gt == 3
+    np.testing.assert_allclose(result.component_iou, [128 / 257])
+    assert froc([result], fp_rates=(1,)) == pytest.approx({"1": 1 / 3})
+    with pytest.raises(ValueError, match="vertebrae shape"):
+        ground_truth_lesions(mask, vertebrae[:, :, :20])

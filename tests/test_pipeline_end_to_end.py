@@ -65,6 +65,12 @@ def test_metrics_json_has_the_documented_shape(project):
         (r["case_id"], m) for r in tests for m in methods
     }
     assert all({"case", "method", "pr_auc", "f1"} <= set(c) for c in metrics["cases"])
+    # a lesion to detect is a fracture, however many pieces its mask falls into
+    manifest = json.loads((project / "data/02_intermediate/phantom_manifest.json").read_text())
+    fractures = {m["case_id"]: sum(f["voxels"] > 0 for f in m["fractures"]) for m in manifest}
+    assert {c["case"]: c["gt_lesions"] for c in metrics["cases"]} == {
+        r["case_id"]: fractures[r["case_id"]] for r in tests
+    }
 
 
 def test_every_view_and_variant_has_a_safe_loading_checkpoint(project):

@@ -50,7 +50,8 @@ class MethodScores:
     case_histograms: list[CompactHistogram] | None = None
 
     def add_case(self, case_id: str, prob: np.ndarray, gt: np.ndarray) -> None:
-        """Score one case: (X, Y, Z) float32 probabilities and a binary mask on the same grid."""
+        """Score one case: (X, Y, Z) float32 probabilities and its ground-truth lesion ids on
+        the same grid (``metrics.ground_truth_lesions``, 0 = background)."""
         case_hist = ScoreHistogram.from_arrays(prob, gt)
         self.histogram.merge(case_hist)
         if self.case_histograms is not None:
@@ -118,8 +119,9 @@ def score_methods(
     """Score every method on every case.
 
     Args:
-        cases: ``(case_id, load_gt, {method: load_prob})`` per case; loaders are called one at
-            a time so only one case's volumes are in memory.
+        cases: ``(case_id, load_gt, {method: load_prob})`` per case, ``load_gt`` giving the
+            case's ground-truth lesion ids (``metrics.ground_truth_lesions``); loaders are
+            called one at a time so only one case's volumes are in memory.
         thresholds: method -> voxel operating threshold chosen on validation cases.
         lesion_thresholds: method -> threshold forming its lesion candidates, chosen on
             validation cases (:class:`LesionThresholdSearch`); a method without one forms
@@ -137,7 +139,7 @@ def score_methods(
         for method, threshold in thresholds.items()
     }
     for case_id, load_gt, predictions in cases:
-        gt = load_gt() > 0
+        gt = load_gt()
         for method, load_prob in predictions.items():
             scores[method].add_case(case_id, load_prob(), gt)
     return scores
@@ -213,7 +215,8 @@ class LesionThresholdSearch:
         self.detections: dict[float, list[LesionDetections]] = {t: [] for t in self.grid}
 
     def add_case(self, prob: np.ndarray, gt: np.ndarray) -> None:
-        """Match the candidates of one validation case at every remaining threshold."""
+        """Match the candidates of one validation case at every remaining threshold
+        (``gt``: its ground-truth lesion ids, ``metrics.ground_truth_lesions``)."""
         limit = self.max_positive_fraction * prob.size
         for threshold in list(self.detections):
             if np.count_nonzero(prob >= threshold) > limit:
@@ -235,7 +238,8 @@ class LesionThresholdSearch:
         return max(ranked)[2] if ranked else self.voxel_threshold
 
 
-#: One validation case: its ground-truth mask and, per method, a loader of its probabilities.
+#: One validation case: its ground-truth lesion ids (``metrics.ground_truth_lesions``, 0 =
+#: background) and, per method, a loader of its probabilities.
 ValidationCase = tuple[np.ndarray, Mapping[str, Callable[[], np.ndarray]]]
 
 

@@ -7,9 +7,10 @@ Voxel level:
     ``operating_point_at`` are computed. Dice at a threshold equals F1 on pooled voxels.
 
 Lesion level (RibFrac challenge protocol, Jin et al. 2020):
-    ``detect_lesions`` matches 26-connected predicted components to ground-truth
-    components by IoU; ``froc_curve`` / ``froc`` give sensitivity versus average false
-    positives per scan. ``bloat`` is predicted volume over ground-truth volume.
+    ``detect_lesions`` matches 26-connected predicted components to ground-truth lesions
+    (``ground_truth_lesions``: one per fracture) by IoU; ``froc_curve`` / ``froc`` give
+    sensitivity versus average false positives per scan. ``bloat`` is predicted volume over
+    ground-truth volume.
 
 Convention everywhere: a score ``>= threshold`` is predicted positive.
 """
@@ -38,6 +39,9 @@ N_BINS = _ONE_BIN + 1
 _CHUNK = 1 << 22
 #: 26-connectivity: voxels touching by a face, an edge or a corner belong to one lesion.
 LESION_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+#: Voxels a ground-truth mask component may lie off a vertebra and still be its fracture's
+#: (the mask's layer around the bone, a fragment retropulsed a few mm into the canal).
+VERTEBRA_REACH = 3
 #: False positives per scan at which FROC sensitivity is read (the RibFrac challenge's).
 FROC_RATES: tuple[float, ...] = (0.5, 1, 2, 4, 8)
 
@@ -350,7 +354,7 @@ class LesionDetections:
 
     @property
     def n_gt(self) -> int:
-        """Number of ground-truth lesions (26-connected components of the GT mask)."""
+        """Number of ground-truth lesions (:func:`ground_truth_lesions`)."""
         return int(self.gt_scores.size)
 
     @property
@@ -359,31 +363,75 @@ class LesionDetections:
         return np.isfinite(self.gt_scores)
 
 
+def ground_truth_lesions(
+    mask: np.ndarray, vertebrae: np.ndarray | None = None, reach: int = VERTEBRA_REACH
+) -> np.ndarray:
+    """The fractures of a ground-truth mask, as lesions to detect.
+
+    A lesion is what RibFrac's instance labels mark: one fracture, whatever pieces its mask
+    falls into. A mask alone tells fractures apart only by connectivity (its 26-connected
+    components); with a vertebra label map a vertebral fracture is its vertebra's (Genant):
+    the components within ``reach`` voxels of the same vertebra form one lesion (both
+    collapsed endplates of a biconcave fracture, a stray voxel of a burst's fragments).
+    Components off every vertebra stay lesions of their own.
+
+    Args:
+        mask: (X, Y, Z) ground truth, nonzero = fracture.
+        vertebrae: (X, Y, Z) vertebra label map on the mask's grid (0 = none), or None.
+        reach: voxels a component may lie off a vertebra and still be its fracture's.
+
+    Returns:
+        (X, Y, Z) int32 lesion ids, 0 = background, 1..G = lesions.
+    """
+    components, count = ndimage.label(mask != 0, structure=LESION_CONNECTIVITY)
+    if vertebrae is None or count == 0:
+        return components
+    if vertebrae.shape != mask.shape:
+        raise ValueError(f"vertebrae shape {vertebrae.shape} != mask shape {mask.shape}")
+    lesion_of = np.zeros(count + 1, dtype=np.int32)
+    lesions: dict[tuple[str, int], int] = {}
+    for component, box in enumerate(ndimage.find_objects(components), start=1):
+        grown = tuple(
+            slice(max(s.start - reach, 0), min(s.stop + reach, n))
+            for s, n in zip(box, mask.shape, strict=True)
+        )
+        near = ndimage.binary_dilation(
+            components[grown] == component, structure=LESION_CONNECTIVITY, iterations=reach
+        )
+        labels = vertebrae[grown][near]
+        labels = labels[labels > 0].astype(np.int64)
+        owner = ("vertebra", int(np.bincount(labels).argmax())) if labels.size else ("", component)
+        lesion_of[component] = lesions.setdefault(owner, len(lesions) + 1)
+    return lesion_of[components]
+
+
 def detect_lesions(
-    prob: np.ndarray, gt_mask: np.ndarray, threshold: float, iou_hit: float = 0.2
+    prob: np.ndarray, gt_lesions: np.ndarray, threshold: float, iou_hit: float = 0.2
 ) -> LesionDetections:
     """Match predicted lesions of one case to ground-truth lesions (RibFrac protocol).
 
     Args:
         prob: (X, Y, Z) float probability volume.
-        gt_mask: (X, Y, Z) ground truth, nonzero = fracture.
+        gt_lesions: (X, Y, Z) integer ground-truth lesion ids, 0 = background
+            (:func:`ground_truth_lesions`; a boolean mask is one lesion).
         threshold: ``prob >= threshold`` forms the predicted components (26-connectivity).
-        iou_hit: a component is a hit when its IoU with a GT component is strictly above this.
+        iou_hit: a component is a hit when its IoU with a GT lesion is strictly above this.
 
     Labelling is done once, on the bounding box of prediction and ground truth, so the
     int32 label maps cover only the region with foreground.
     """
-    if prob.shape != gt_mask.shape:
-        raise ValueError(f"prob shape {prob.shape} != gt_mask shape {gt_mask.shape}")
+    if prob.shape != gt_lesions.shape:
+        raise ValueError(f"prob shape {prob.shape} != gt_lesions shape {gt_lesions.shape}")
     pred = prob >= threshold
-    gt = gt_mask != 0
-    box = ndimage.find_objects((pred | gt).view(np.uint8))
+    box = ndimage.find_objects((pred | (gt_lesions != 0)).view(np.uint8))
     if not box:
         empty = np.zeros(0, dtype=np.float64)
         return LesionDetections(empty, np.zeros(0, dtype=bool), empty, empty)
     region = box[0]
     pred_labels, n_pred = ndimage.label(pred[region], structure=LESION_CONNECTIVITY)
-    gt_labels, n_gt = ndimage.label(gt[region], structure=LESION_CONNECTIVITY)
+    ids, gt_labels = np.unique(gt_lesions[region], return_inverse=True)
+    gt_labels = gt_labels.reshape(pred_labels.shape) + int(ids[0] != 0)  # 1..G, 0 = background
+    n_gt = int(np.count_nonzero(ids))
 
     pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
     gt_sizes = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)[1:]

@@ -17,6 +17,7 @@ from vertebral_fracture.evaluation import (
 )
 from vertebral_fracture.findings import voxel_volume_mm3, youden_threshold
 from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse
+from vertebral_fracture.metrics import ground_truth_lesions
 from vertebral_fracture.pipelines.views import VIEWS
 from vertebral_fracture.vertebrae import fractured_vertebrae, vertebra_scores
 
@@ -83,20 +84,35 @@ def fuse_views(
 
 
 def _validation_cases(
-    raw_scans: LazyImages, case_index: list[dict], by_case: dict[str, LazyImages]
+    raw_scans: LazyImages,
+    case_index: list[dict],
+    by_case: dict[str, LazyImages],
+    vertebra_maps: LazyImages | None = None,
 ) -> Iterator[ValidationCase]:
-    """Labelled validation cases one at a time: the mask, and a loader per fused method."""
+    """Labelled validation cases one at a time: their lesions (a fracture per vertebra of
+    ``vertebra_maps``; without them the mask's components), and a loader per fused method."""
     for record in case_index:
-        if record["split"] != "val" or not record["mask"] or record["case_id"] not in by_case:
+        case_id = record["case_id"]
+        if record["split"] != "val" or not record["mask"] or case_id not in by_case:
             continue
-        gt = np.asanyarray(raw_scans[record["mask"]]().dataobj) > 0  # once for all methods
+        vertebrae = vertebra_maps[case_id] if vertebra_maps is not None else None
+        gt = load_lesions(raw_scans[record["mask"]], vertebrae)  # once for all methods
         yield (
             gt,
             {
                 method: functools.partial(load_voxels, load)
-                for method, load in by_case[record["case_id"]].items()
+                for method, load in by_case[case_id].items()
             },
         )
+
+
+def load_lesions(
+    mask: Callable[[], nib.Nifti1Image], vertebrae: Callable[[], nib.Nifti1Image] | None = None
+) -> np.ndarray:
+    """A case's ground-truth lesion ids (``metrics.ground_truth_lesions``) from its lazily
+    listed fracture mask and, when given, its vertebra map on the same grid."""
+    labels = None if vertebrae is None else np.asanyarray(vertebrae().dataobj)
+    return ground_truth_lesions(np.asanyarray(mask().dataobj), labels)
 
 
 def load_voxels(load: Callable[[], nib.Nifti1Image]) -> np.ndarray:
@@ -119,6 +135,7 @@ def select_thresholds(
 
 def select_lesion_thresholds(
     raw_scans: LazyImages,
+    vertebra_maps: LazyImages,
     case_index: list[dict],
     voxel_thresholds: dict[str, float],
     *fused: LazyImages,
@@ -126,12 +143,13 @@ def select_lesion_thresholds(
     """Per fused method, the threshold whose components are its lesion candidates.
 
     Chosen on the validation cases for the best FROC sensitivity at 1 false positive per scan
-    (``evaluation.LesionThresholdSearch``) among a log-spaced grid and the method's voxel
-    threshold; methods without validation fractures keep their voxel threshold.
+    (``evaluation.LesionThresholdSearch``; a lesion is a vertebra's fracture) among a
+    log-spaced grid and the method's voxel threshold; methods without validation fractures
+    keep their voxel threshold.
     """
     by_case = fused_by_case(fused)
     chosen = choose_lesion_thresholds(
-        _validation_cases(raw_scans, case_index, by_case), voxel_thresholds
+        _validation_cases(raw_scans, case_index, by_case, vertebra_maps), voxel_thresholds
     )
     for method, threshold in chosen.items():
         logger.info(

@@ -38,7 +38,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 select_lesion_thresholds,
-                inputs=["raw_scans", "case_index", "fusion_thresholds", *fused],
+                inputs=["raw_scans", "vertebra_maps", "case_index", "fusion_thresholds", *fused],
                 outputs="lesion_thresholds",
                 name="select_lesion_thresholds",
             ),

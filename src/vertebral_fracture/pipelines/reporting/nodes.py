@@ -33,7 +33,7 @@ from vertebral_fracture.findings import (
     vertebra_metrics,
 )
 from vertebral_fracture.inference import attention_maps
-from vertebral_fracture.pipelines.fusion.nodes import fused_by_case, load_voxels
+from vertebral_fracture.pipelines.fusion.nodes import fused_by_case, load_lesions, load_voxels
 from vertebral_fracture.progress import Progress
 from vertebral_fracture.reporting import (
     attention_figure,
@@ -64,6 +64,7 @@ class ReportingParams(BaseModel):
 
 def evaluate_methods(
     raw_scans: LazyImages,
+    vertebra_maps: LazyImages,
     case_index: list[dict],
     thresholds: dict[str, float],
     lesion_thresholds: dict[str, float],
@@ -75,7 +76,8 @@ def evaluate_methods(
     test cases.
 
     Voxel figures use each method's validation voxel threshold; lesion detection and FROC
-    use the components at its validation lesion threshold; vertebra and patient figures
+    match the components at its validation lesion threshold to the fractures (one per
+    vertebra of ``vertebra_maps``, ``metrics.ground_truth_lesions``); vertebra and patient figures
     (``findings.vertebra_metrics``, from the findings' vertebrae; a scan is fractured when
     its mask holds fracture) its validation vertebra threshold (NaN without labels).
 
@@ -88,7 +90,7 @@ def evaluate_methods(
     cases = (
         (
             r["case_id"],
-            functools.partial(load_voxels, raw_scans[r["mask"]]),
+            functools.partial(load_lesions, raw_scans[r["mask"]], vertebra_maps[r["case_id"]]),
             {
                 m: functools.partial(load_voxels, load)
                 for m, load in by_case.get(r["case_id"], {}).items()

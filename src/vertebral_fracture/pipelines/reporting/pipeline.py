@@ -43,6 +43,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 evaluate_methods,
                 inputs=[
                     "raw_scans",
+                    "vertebra_maps",
                     "case_index",
                     "fusion_thresholds",
                     "lesion_thresholds",
