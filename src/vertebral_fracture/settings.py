@@ -1,5 +1,7 @@
 """Project settings: Kedro defaults except where noted."""
 
+import warnings
+
 from kedro.config import OmegaConfigLoader
 
 from vertebral_fracture.hooks import OPT_IN_PLUGINS, MlflowTracking, VariantHooks
@@ -8,6 +10,11 @@ from vertebral_fracture.hooks import OPT_IN_PLUGINS, MlflowTracking, VariantHook
 # is on where the run's configuration holds an mlflow.yml (kedro run --env mlflow).
 HOOKS = (VariantHooks(), MlflowTracking())
 DISABLE_HOOKS_FOR_PLUGINS = OPT_IN_PLUGINS
+
+# Two warnings no user can act on open every run: Kedro 1.7 calls an OmegaConf 2.4 deprecated
+# API, and the reporting pipeline reads the per-view models by their namespaced (dotted) names.
+warnings.filterwarnings("ignore", r"register_new_resolver\(\) is deprecated", UserWarning)
+warnings.filterwarnings("ignore", r"One or more dataset names contain '\.'", UserWarning)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
