@@ -404,7 +404,7 @@ def test_a_fracture_is_one_lesion_whatever_pieces_its_mask_falls_into() -> None:
     mask[2:10, 2:10, 12:14] = 1  # L1 compression
     mask[16:18, 5:7, 5:7] = 1  # off every vertebra: a lesion of its own
     lesions = ground_truth_lesions(mask, vertebrae)
-    assert lesions.dtype == np.int32 and np.array_equal(lesions > 0, mask > 0)
+    assert lesions.dtype == np.uint8 and np.array_equal(lesions > 0, mask > 0)
     assert np.unique(lesions[lesions > 0]).size == 3
     assert lesions[5, 5, 9] == lesions[5, 5, 0] == lesions[11, 5, 5] != lesions[5, 5, 12]
     assert np.unique(ground_truth_lesions(mask)[mask > 0]).size == 5  # without vertebrae
@@ -417,3 +417,5 @@ def test_a_fracture_is_one_lesion_whatever_pieces_its_mask_falls_into() -> None:
     assert froc([result], fp_rates=(1,)) == pytest.approx({"1": 1 / 3})
     with pytest.raises(ValueError, match="vertebrae shape"):
         ground_truth_lesions(mask, vertebrae[:, :, :20])
+    with pytest.raises(ValueError, match="without gaps"):
+        detect_lesions(prob, np.where(lesions == 1, 3, lesions), threshold=0.5)

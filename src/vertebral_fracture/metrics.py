@@ -381,28 +381,41 @@ def ground_truth_lesions(
         reach: voxels a component may lie off a vertebra and still be its fracture's.
 
     Returns:
-        (X, Y, Z) int32 lesion ids, 0 = background, 1..G = lesions.
+        (X, Y, Z) lesion ids, 0 = background, 1..G = lesions, in the smallest unsigned
+        integer type that holds G (a large scan's map stays the size of its mask).
     """
-    components, count = ndimage.label(mask != 0, structure=LESION_CONNECTIVITY)
-    if vertebrae is None or count == 0:
-        return components
-    if vertebrae.shape != mask.shape:
+    if vertebrae is not None and vertebrae.shape != mask.shape:
         raise ValueError(f"vertebrae shape {vertebrae.shape} != mask shape {mask.shape}")
-    lesion_of = np.zeros(count + 1, dtype=np.int32)
-    lesions: dict[tuple[str, int], int] = {}
-    for component, box in enumerate(ndimage.find_objects(components), start=1):
-        grown = tuple(
-            slice(max(s.start - reach, 0), min(s.stop + reach, n))
-            for s, n in zip(box, mask.shape, strict=True)
-        )
-        near = ndimage.binary_dilation(
-            components[grown] == component, structure=LESION_CONNECTIVITY, iterations=reach
-        )
-        labels = vertebrae[grown][near]
-        labels = labels[labels > 0].astype(np.int64)
-        owner = ("vertebra", int(np.bincount(labels).argmax())) if labels.size else ("", component)
-        lesion_of[component] = lesions.setdefault(owner, len(lesions) + 1)
-    return lesion_of[components]
+    fracture = mask != 0
+    found = ndimage.find_objects(fracture.view(np.uint8))
+    if not found:
+        return np.zeros(mask.shape, dtype=np.uint8)
+    box = found[0]  # labelled there only: int32 labels of a whole large scan are big
+    origin = np.array([s.start for s in box])
+    components, count = ndimage.label(fracture[box], structure=LESION_CONNECTIVITY)
+    lesion_of = np.arange(count + 1)
+    if vertebrae is not None:
+        owners: dict[tuple[str, int], int] = {}
+        for component, piece in enumerate(ndimage.find_objects(components), start=1):
+            voxels = np.argwhere(components[piece] == component) + origin
+            voxels += [s.start for s in piece]
+            low = np.maximum(voxels.min(axis=0) - reach, 0)
+            high = np.minimum(voxels.max(axis=0) + reach + 1, mask.shape)
+            near = np.zeros(high - low, dtype=bool)
+            near[tuple((voxels - low).T)] = True
+            if reach > 0:  # scipy dilates until nothing changes for 0 iterations
+                near = ndimage.binary_dilation(
+                    near, structure=LESION_CONNECTIVITY, iterations=reach
+                )
+            labels = vertebrae[tuple(map(slice, low, high))][near]
+            labels = labels[labels > 0].astype(np.int64)
+            owner = (
+                ("vertebra", int(np.bincount(labels).argmax())) if labels.size else ("", component)
+            )
+            lesion_of[component] = owners.setdefault(owner, len(owners) + 1)
+    lesions = np.zeros(mask.shape, dtype=np.min_scalar_type(int(lesion_of.max())))
+    lesions[box] = lesion_of[components]
+    return lesions
 
 
 def detect_lesions(
@@ -412,7 +425,7 @@ def detect_lesions(
 
     Args:
         prob: (X, Y, Z) float probability volume.
-        gt_lesions: (X, Y, Z) integer ground-truth lesion ids, 0 = background
+        gt_lesions: (X, Y, Z) ground-truth lesion ids, 0 = background, 1..G = lesions
             (:func:`ground_truth_lesions`; a boolean mask is one lesion).
         threshold: ``prob >= threshold`` forms the predicted components (26-connectivity).
         iou_hit: a component is a hit when its IoU with a GT lesion is strictly above this.
@@ -429,12 +442,12 @@ def detect_lesions(
         return LesionDetections(empty, np.zeros(0, dtype=bool), empty, empty)
     region = box[0]
     pred_labels, n_pred = ndimage.label(pred[region], structure=LESION_CONNECTIVITY)
-    ids, gt_labels = np.unique(gt_lesions[region], return_inverse=True)
-    gt_labels = gt_labels.reshape(pred_labels.shape) + int(ids[0] != 0)  # 1..G, 0 = background
-    n_gt = int(np.count_nonzero(ids))
-
-    pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
+    gt_labels = gt_lesions[region].astype(np.intp, copy=False)
+    n_gt = int(gt_labels.max())
     gt_sizes = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)[1:]
+    if gt_labels.min() < 0 or not gt_sizes.all():
+        raise ValueError(f"gt_lesions must number its lesions 1..{n_gt} without gaps")
+    pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
     overlap = (pred_labels > 0) & (gt_labels > 0)
     pairs = pred_labels[overlap].astype(np.int64) * (n_gt + 1) + gt_labels[overlap]
     intersection = np.bincount(pairs, minlength=(n_pred + 1) * (n_gt + 1))
