@@ -109,6 +109,14 @@ def test_attention_gate_output_is_alpha_times_skip() -> None:
         AttentionGate(gate_channels=8, skip_channels=4, inter_channels=0)
 
 
+def test_a_new_model_s_gates_start_nearly_open() -> None:
+    # a plain U-Net at the start, which learns where to close its gates
+    model = build_model("multitask", in_channels=3).train()
+    model(torch.randn(4, 3, 64, 64))
+    for alpha in model.attention_maps:
+        assert 0.8 < alpha.mean() < 0.95 and alpha.min() < alpha.max()
+
+
 @pytest.mark.parametrize("encoder", ["resnet18", "efficientnet_b0"])
 def test_gradients_reach_encoder_from_each_head(encoder: str) -> None:
     model = build_model("multitask", encoder=encoder).train()

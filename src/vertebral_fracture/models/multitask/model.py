@@ -9,6 +9,7 @@ from torch import nn
 
 from vertebral_fracture.models.base import (
     AttentionDecoderBlock,
+    AttentionGate,
     ClassificationHead,
     SegmentationHead,
     SliceLogits,
@@ -107,6 +108,9 @@ class AttentionUNetMultiTask(SliceModel):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        for module in self.decoder.modules():
+            if isinstance(module, AttentionGate):  # its own init, which the loop above undid
+                module.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> SliceLogits:
         self.check_input(x)
