@@ -29,6 +29,7 @@ def predict_slices(
     size: int,
     *,
     context_stride: int = 1,
+    mirror_axis: int | None = None,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -46,6 +47,10 @@ def predict_slices(
         stack: the slices, (N, H, W), with their spine.
         size: the training patch size (``slice_size``), a multiple of 32.
         context_stride: slices between the input channels, as in training.
+        mirror_axis: a slice axis (0 rows, 1 columns) to mirror each window along and
+            average the two predictions (test-time augmentation); the left-right axis
+            (``training.augmentation.left_right_axis``), the one mirror anatomy allows and
+            training draws. None: the windows as they are.
         batch_size: windows per forward pass.
         device: where to run.
         progress: show progress over batches (a bar on a terminal, log lines otherwise).
@@ -75,7 +80,12 @@ def predict_slices(
             ]
         )
         x = torch.from_numpy(batch.astype(np.float32)).to(device, memory_format=MEMORY_FORMAT)
-        probabilities = model.fracture_probability(x)[:, 0].float().cpu().numpy()
+        probabilities = model.fracture_probability(x)
+        if mirror_axis is not None:
+            flip = (2 + mirror_axis,)  # (B, C, H, W): rows are dim 2
+            mirrored = model.fracture_probability(x.flip(flip)).flip(flip)
+            probabilities = (probabilities + mirrored) / 2
+        probabilities = probabilities[:, 0].float().cpu().numpy()
         for (i, top, left), probability in zip(batch_windows, probabilities, strict=True):
             add_window(total, i, top, left, probability)
             add_window(count, i, top, left, ones)

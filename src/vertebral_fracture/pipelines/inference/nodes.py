@@ -16,6 +16,7 @@ from vertebral_fracture.training import (
     load_model_from_checkpoint,
     resolve_device,
 )
+from vertebral_fracture.training.augmentation import left_right_axis
 
 
 class InferenceParams(BaseModel):
@@ -25,6 +26,7 @@ class InferenceParams(BaseModel):
     splits: list[str] = Field(default_factory=lambda: ["val", "test"])
     batch_size: int = Field(16, ge=1)
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
+    left_right_mirror: bool = False  # also predict each window mirrored left-right, average
 
 
 def predict_view(
@@ -59,6 +61,7 @@ def predict_view(
             record,
             training.slice_size,
             context_stride=training.context_stride,
+            mirror_axis=left_right_axis(view) if params.left_right_mirror else None,
             batch_size=params.batch_size,
             device=device,
         )
