@@ -397,12 +397,12 @@ def ground_truth_lesions(
     if vertebrae is not None:
         owners: dict[tuple[str, int], int] = {}
         for component, piece in enumerate(ndimage.find_objects(components), start=1):
-            voxels = np.argwhere(components[piece] == component) + origin
-            voxels += [s.start for s in piece]
-            low = np.maximum(voxels.min(axis=0) - reach, 0)
-            high = np.minimum(voxels.max(axis=0) + reach + 1, mask.shape)
+            start = origin + [s.start for s in piece]
+            stop = origin + [s.stop for s in piece]
+            low = np.maximum(start - reach, 0)
+            high = np.minimum(stop + reach, mask.shape)
             near = np.zeros(high - low, dtype=bool)
-            near[tuple((voxels - low).T)] = True
+            near[tuple(map(slice, start - low, stop - low))] = components[piece] == component
             if reach > 0:  # scipy dilates until nothing changes for 0 iterations
                 near = ndimage.binary_dilation(
                     near, structure=LESION_CONNECTIVITY, iterations=reach
