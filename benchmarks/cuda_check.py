@@ -27,6 +27,7 @@ from run_benchmark import (  # noqa: E402
     prepare_project,
     run_kedro,
     run_measurement,
+    source_commit,
 )
 
 #: Full check: bench-sized training windows, a 512 x 512 x 300 scan at 0.7 x 0.7 x 1 mm.
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--small", action="store_true", help="tiny sizes (a flow check)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "cuda_check.json")
+    parser.add_argument(
+        "--commit", help="the commit measured, where the checkout has no git history (a copy)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
@@ -78,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="cuda_check_") as folder:
         results = check(args.device, SMALL if args.small else FULL, Path(folder))
+    results = {"commit": args.commit or source_commit()["commit"], **results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))
