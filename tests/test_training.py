@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import subprocess
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -865,3 +867,25 @@ def test_two_trainings_from_one_seed_give_identical_weights_across_processes() -
     first = _weights_digest(5)
     assert _weights_digest(5) == first  # bit for bit, on CPU
     assert _weights_digest(6) != first  # and the seed does matter
+
+
+def test_importing_the_augmentation_makes_no_network_request():
+    """albumentations looks for a newer release online at import unless told not to: a run
+    must not reach the network (offline scanners, no phoning home)."""
+    probe = textwrap.dedent(
+        """
+        import socket
+        calls = []
+        def refuse(*args, **kwargs):
+            calls.append(args[:1])
+            raise OSError("network use in a test")
+        socket.getaddrinfo = socket.create_connection = refuse
+        import vertebral_fracture.training.augmentation
+        print(len(calls))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    run = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == "0", run.stderr
