@@ -576,6 +576,7 @@ def environment() -> dict:
     import torch
 
     from vertebral_fracture.training import TrainingParams
+    from vertebral_fracture.training.loop import cpu_computes_bfloat16
 
     cpu = f"cpu ({platform.processor() or platform.machine()})"
     cpuinfo = Path("/proc/cpuinfo")
@@ -587,6 +588,8 @@ def environment() -> dict:
     return {
         "device": "cuda" if torch.cuda.is_available() else cpu,
         "cpu_model": models[0] if models else platform.machine(),
+        # CPUs of one model name may differ here, and `cpu_bfloat16` runs change numerics with it
+        "cpu_bfloat16_native": cpu_computes_bfloat16(),
         "threads": TrainingParams().resolved_num_threads(),
         **{"cpu_count": os.cpu_count(), "torch": torch.__version__, "numpy": np.__version__},
         "python": platform.python_version(),

@@ -101,6 +101,7 @@ def test_cuda_check_runs_the_gpu_path_on_cpu_at_tiny_sizes(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     assert results["commit"] == (head.stdout.strip() or None)
     assert results["device"] == "cpu"
+    assert isinstance(results["environment"]["cpu_bfloat16_native"], bool)
     assert results["training"]["train_s_per_step"] > 0
     assert results["large_scan"]["shape"] == [72, 72, 48]
     assert results["large_scan"]["evaluate_s_per_scan"] > 0
