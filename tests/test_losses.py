@@ -160,7 +160,7 @@ def test_multitask_loss_weighting(seg_loss: str) -> None:
 def test_multitask_loss_default_weights() -> None:
     logits, class_target, mask = _batch()
     out = MultiTaskLoss()(logits, class_target, mask)
-    assert out["total"].item() == pytest.approx(out["class"].item() + 0.1 * out["seg"].item())
+    assert out["total"].item() == pytest.approx(out["class"].item() + 3.0 * out["seg"].item())
 
 
 def test_baseline_logits_give_zero_seg_term() -> None:

@@ -113,7 +113,7 @@ class TrainingParams(_Strict):
     grad_clip_norm: float | None = Field(None, gt=0.0)
 
     class_weight: float = Field(1.0, ge=0.0)
-    seg_weight: float = Field(0.1, ge=0.0)
+    seg_weight: float = Field(3.0, ge=0.0)
     seg_loss: Literal["focal", "focal_tversky"] = "focal_tversky"  # the method's
     positive_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="share of fracture slices drawn per epoch"
