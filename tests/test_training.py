@@ -528,11 +528,12 @@ def test_few_steps_on_a_fixed_batch_lower_the_loss() -> None:
     loss_fn = build_loss(params)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
+    # 10 steps: the default loss is mostly the Focal Tversky term, slower to fall than BCE
     losses = [
-        train_step(model, batch, loss_fn, optimizer, device=torch.device("cpu")) for _ in range(5)
+        train_step(model, batch, loss_fn, optimizer, device=torch.device("cpu")) for _ in range(10)
     ]
     assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.3 * losses[0], losses
+    assert losses[-1] < 0.5 * losses[0], losses
 
 
 @pytest.mark.skipif(not cpu_computes_bfloat16(), reason="this CPU has no native bfloat16")
