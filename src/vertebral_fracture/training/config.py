@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vertebral_fracture.losses import CLASS_WEIGHT, SEG_WEIGHT
 from vertebral_fracture.models.base.heads import CLASS_HEAD_DROPOUT
 
 #: Parameters that fix the network's shape and what it reads: a checkpoint only loads where
@@ -112,8 +113,8 @@ class TrainingParams(_Strict):
     weight_decay: float = Field(1e-4, ge=0.0)
     grad_clip_norm: float | None = Field(None, gt=0.0)
 
-    class_weight: float = Field(1.0, ge=0.0)
-    seg_weight: float = Field(3.0, ge=0.0)
+    class_weight: float = Field(CLASS_WEIGHT, ge=0.0)
+    seg_weight: float = Field(SEG_WEIGHT, ge=0.0)
     seg_loss: Literal["focal", "focal_tversky"] = "focal_tversky"  # the method's
     positive_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="share of fracture slices drawn per epoch"
