@@ -10,8 +10,6 @@ import torch
 
 from vertebral_fracture.losses import MultiTaskLoss, focal_loss, focal_tversky_loss
 from vertebral_fracture.models import SliceLogits, build_model
-from vertebral_fracture.training.config import TrainingParams
-from vertebral_fracture.training.loop import build_loss
 
 
 def logit(p: list[float]) -> torch.Tensor:
@@ -73,32 +71,6 @@ def test_focal_tversky_is_one_index_over_the_batch() -> None:
     tp, fn, fp = 1.6, 0.4, 0.6
     ti = (tp + 1) / (tp + 0.7 * fn + 0.3 * fp + 1)
     assert focal_tversky_loss(z, t).item() == pytest.approx((1 - ti) ** 0.75, rel=1e-9)
-
-
-def test_focal_tversky_per_image_is_the_mean_of_each_images_loss() -> None:
-    z = logit([0.8, 0.8, 0.5, 0.1]).view(2, 1, 1, 2)
-    t = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64).view(2, 1, 1, 2)
-    each = [focal_tversky_loss(z[i : i + 1], t[i : i + 1]).item() for i in range(2)]
-    assert focal_tversky_loss(z, t, per_image=True).item() == pytest.approx(sum(each) / 2)
-    assert focal_tversky_loss(z, t, per_image=True).item() != pytest.approx(
-        focal_tversky_loss(z, t).item()
-    )
-
-
-def test_focal_tversky_per_image_weighs_a_missed_thin_line_beside_a_found_burst() -> None:
-    # Image 0: a 100-pixel lesion found; image 1: its 1-pixel line missed. Over the batch the
-    # miss barely moves the index (0.024); per image it costs about a quarter (0.26).
-    z = torch.full((2, 1, 10, 10), -8.0, dtype=torch.float64)
-    t = torch.zeros_like(z)
-    z[0], t[0] = 8.0, 1.0
-    t[1, 0, 5, 5] = 1.0
-    over_batch = focal_tversky_loss(z, t).item()
-    per_image = focal_tversky_loss(z, t, per_image=True).item()
-    assert over_batch < 0.03
-    assert per_image > 0.25
-    found = z.clone()
-    found[1, 0, 5, 5] = 8.0
-    assert focal_tversky_loss(found, t, per_image=True).item() < 0.02
 
 
 def test_focal_tversky_penalises_false_negatives_more() -> None:
@@ -183,14 +155,6 @@ def test_multitask_loss_weighting(seg_loss: str) -> None:
     assert out["total"].item() == pytest.approx(
         2.0 * out["class"].item() + 0.5 * out["seg"].item(), rel=1e-12
     )
-
-
-def test_multitask_loss_tversky_per_image_from_training_params() -> None:
-    logits, class_target, mask = _batch()
-    loss = build_loss(TrainingParams(tversky_per_image=True))
-    expected = focal_tversky_loss(logits.seg_logit, mask, per_image=True).item()
-    assert loss(logits, class_target, mask)["seg"].item() == pytest.approx(expected)
-    assert expected != pytest.approx(focal_tversky_loss(logits.seg_logit, mask).item())
 
 
 def test_multitask_loss_default_weights() -> None:

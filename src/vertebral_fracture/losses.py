@@ -88,12 +88,10 @@ def focal_tversky_loss(
     fp_weight: float = 0.3,
     gamma: float = 4.0 / 3.0,
     smooth: float = 1.0,
-    per_image: bool = False,
 ) -> torch.Tensor:
     """Focal Tversky loss (Abraham & Khan, ISBI 2019, arXiv:1810.07842).
 
-    With soft counts over ALL pixels of the batch (``per_image=False``) or of each image,
-    ``p = sigmoid(logits)``::
+    With soft counts over ALL pixels of the batch, ``p = sigmoid(logits)``::
 
         TP = sum(p * t)   FN = sum((1 - p) * t)   FP = sum(p * (1 - t))
         TI = (TP + smooth) / (TP + fn_weight * FN + fp_weight * FP + smooth)
@@ -106,19 +104,13 @@ def focal_tversky_loss(
     ``smooth / (fp_weight * FP + smooth)``, so the loss still grows with predicted foreground
     (``smooth`` must be > 0 for this, and sets how fast: 1 pixel's worth by default).
 
-    Over the batch, a burst of a thousand pixels outweighs a one-pixel cortical line beside it
-    a thousandfold; per image (``per_image=True``, the loss the mean of the images' losses, as
-    MONAI's ``TverskyLoss(batch=False)``) each image's lesion counts alike, and so does each
-    empty image's false foreground.
-
     Args:
-        logits: pixel logits ``(B, ...)``, e.g. ``(B, 1, H, W)``.
+        logits: pixel logits, e.g. ``(B, 1, H, W)``.
         target: same shape, float in ``{0, 1}``.
         fn_weight: weight of false negatives, ``>= 0``.
         fp_weight: weight of false positives, ``>= 0``.
         gamma: focal parameter ``> 0``; the loss is ``(1 - TI)^(1/gamma)``.
         smooth: additive smoothing ``> 0`` in numerator and denominator (in pixels).
-        per_image: one index per image (dimension 0) in place of one over the batch.
 
     Returns:
         Scalar loss in ``[0, 1]``.
@@ -131,13 +123,12 @@ def focal_tversky_loss(
         raise ValueError(f"smooth must be > 0, got {smooth!r}")
     p = torch.sigmoid(logits)
     target = target.to(p.dtype)
-    dims = tuple(range(1, p.ndim)) if per_image else tuple(range(p.ndim))
-    tp = (p * target).sum(dim=dims)
-    fn = ((1.0 - p) * target).sum(dim=dims)
-    fp = (p * (1.0 - target)).sum(dim=dims)
+    tp = (p * target).sum()
+    fn = ((1.0 - p) * target).sum()
+    fp = (p * (1.0 - target)).sum()
     tversky = (tp + smooth) / (tp + fn_weight * fn + fp_weight * fp + smooth)
     # Clamp: d/dx x^(1/gamma) is infinite at x = 0 for gamma > 1 (a saturated perfect prediction).
-    return ((1.0 - tversky).clamp_min(1e-6) ** (1.0 / gamma)).mean()
+    return (1.0 - tversky).clamp_min(1e-6) ** (1.0 / gamma)
 
 
 class MultiTaskLoss(nn.Module):
@@ -153,8 +144,8 @@ class MultiTaskLoss(nn.Module):
         seg_weight: weight of the segmentation term, ``>= 0`` (see :data:`SEG_WEIGHT`).
         seg_loss: ``"focal"`` or ``"focal_tversky"``.
         focal_gamma, focal_alpha: parameters of :func:`focal_loss`.
-        tversky_fn_weight, tversky_fp_weight, tversky_gamma, tversky_smooth,
-            tversky_per_image: parameters of :func:`focal_tversky_loss`.
+        tversky_fn_weight, tversky_fp_weight, tversky_gamma, tversky_smooth: parameters of
+            :func:`focal_tversky_loss`.
 
     Shapes (forward):
         logits: :class:`SliceLogits` with ``class_logit (B,)`` and ``seg_logit (B, 1, H, W)`` or
@@ -174,7 +165,6 @@ class MultiTaskLoss(nn.Module):
         tversky_fp_weight: float = 0.3,
         tversky_gamma: float = 4.0 / 3.0,
         tversky_smooth: float = 1.0,
-        tversky_per_image: bool = False,
     ) -> None:
         super().__init__()
         _check_non_negative(
@@ -201,7 +191,6 @@ class MultiTaskLoss(nn.Module):
         self.tversky_fp_weight = tversky_fp_weight
         self.tversky_gamma = tversky_gamma
         self.tversky_smooth = tversky_smooth
-        self.tversky_per_image = tversky_per_image
 
     def segmentation_loss(self, seg_logit: torch.Tensor, mask_target: torch.Tensor) -> torch.Tensor:
         """The configured segmentation loss on ``(B, 1, H, W)`` logits and mask."""
@@ -216,7 +205,6 @@ class MultiTaskLoss(nn.Module):
             fp_weight=self.tversky_fp_weight,
             gamma=self.tversky_gamma,
             smooth=self.tversky_smooth,
-            per_image=self.tversky_per_image,
         )
 
     def deeply_supervised_loss(

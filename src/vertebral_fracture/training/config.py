@@ -116,11 +116,6 @@ class TrainingParams(_Strict):
     class_weight: float = Field(CLASS_WEIGHT, ge=0.0)
     seg_weight: float = Field(SEG_WEIGHT, ge=0.0)
     seg_loss: Literal["focal", "focal_tversky"] = "focal_tversky"  # the method's
-    tversky_per_image: bool = Field(
-        False,
-        description="focal_tversky: one Tversky index per image, not one over the batch "
-        "(thin fracture lines count as much as bursts)",
-    )
     positive_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="share of fracture slices drawn per epoch"
     )

@@ -141,10 +141,7 @@ def build_model_from_params(
 
 def build_loss(params: TrainingParams) -> MultiTaskLoss:
     return MultiTaskLoss(
-        class_weight=params.class_weight,
-        seg_weight=params.seg_weight,
-        seg_loss=params.seg_loss,
-        tversky_per_image=params.tversky_per_image,
+        class_weight=params.class_weight, seg_weight=params.seg_weight, seg_loss=params.seg_loss
     )
 
 
