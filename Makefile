@@ -41,8 +41,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
-# Not part of `make test` or CI: 67-122 min on 2 CPU cores; writes benchmarks/results.json and
-# docs/benchmarks.md from the pipelines' outputs over three training seeds.
+# Not part of `make test` or CI: 58 min on 2 CPU cores with native bfloat16, longer without;
+# writes benchmarks/results.json and docs/benchmarks.md from the pipelines' outputs over three
+# training seeds.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet -c benchmarks/constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run_benchmark.py
