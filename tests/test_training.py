@@ -697,6 +697,22 @@ def test_training_run_history_and_checkpoints(uninterrupted) -> None:
         assert [list(line.get_xdata()) for line in marks] == [[result.best_epoch] * 2]
 
 
+def test_training_runs_numpy_blas_on_one_thread_and_gives_the_threads_back(split) -> None:
+    """The augmentation calls numpy's BLAS between steps; its spinning threads would take the
+    cores torch trains on."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy's BLAS is not found: the check would pass vacuously"
+    during: list[list[int]] = []
+    train(*split, tiny_params(max_epochs=1), on_epoch_end=lambda _: during.append(blas_threads()))
+    assert during == [[1] * len(before)]
+    assert blas_threads() == before
+
+
 def test_resume_matches_uninterrupted_run(split, uninterrupted, tmp_path: Path) -> None:
     result, full_last, _, _ = uninterrupted
     last = TorchCheckpointDataset(filepath=str(tmp_path / "last.pt"))

@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score
+from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
@@ -480,12 +481,17 @@ def _runtime_settings(device: torch.device, num_threads: int) -> Iterator[None]:
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_benchmark = torch.backends.cudnn.benchmark
     try:
-        if device.type == "cpu":
-            torch.set_num_threads(num_threads)
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        else:
-            torch.backends.cudnn.benchmark = True  # fixed input shapes
-        yield
+        with contextlib.ExitStack() as limits:
+            if device.type == "cpu":
+                torch.set_num_threads(num_threads)
+                torch.use_deterministic_algorithms(True, warn_only=True)
+                # numpy's BLAS (the augmentation's slice thickening) runs in the training
+                # process between steps; its threads spin on after each call and took the
+                # cores from torch's: steps of the coronal model 0.23 -> 0.17 s on 2 cores
+                limits.enter_context(threadpool_limits(limits=1, user_api="blas"))
+            else:
+                torch.backends.cudnn.benchmark = True  # fixed input shapes
+            yield
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
