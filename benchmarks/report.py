@@ -231,7 +231,7 @@ def _bfloat16_line(bfloat16: dict | None) -> list[str]:
     fast, slow = bfloat16["bfloat16_s_per_step"], bfloat16["float32_s_per_step"]
     return [
         "The proposed model's training step with `cpu_bfloat16: true` (bfloat16 autocast, "
-        f"which this CPU computes natively; the default): {_fmt(fast)} s against "
+        f"which this CPU computes natively, as the bench trains): {_fmt(fast)} s against "
         f"{_fmt(slow)} s in float32 ({_fmt(bfloat16['speedup'])}x)."
     ]
 
