@@ -121,7 +121,7 @@ def markdown(results: dict) -> str:
         "model and the peer every seed, the others the first); the 95% interval is a paired "
         "bootstrap over test cases and seeds of the seed-averaged PR-AUC. Recall, F1 and bloat "
         "at the validation voxel threshold; FROC sensitivity at 1 and 2 false positives per "
-        "scan (RibFrac protocol, candidates at the validation lesion threshold).",
+        "scan (RibFrac protocol, lesion candidates formed as chosen on validation cases).",
         "",
         *_comparison(methods),
         "",

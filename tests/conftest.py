@@ -37,6 +37,26 @@ def centre_spine(shape: tuple[int, ...]) -> np.ndarray:
     return np.tile(np.array([(shape[0] - 1) / 2, (shape[1] - 1) / 2], np.float32), (shape[2], 1))
 
 
+def weak_and_strong_fractures(
+    shape: tuple[int, int, int] = (30, 30, 30),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fused scores of two fractures spanning decades, as product fusion gives them, and their
+    mask: a weak one (peak 1e-2, the rest of it at 2e-4) and a strong one (peak 0.5, the rest
+    at 0.02) whose surroundings score 2e-4 as the weak fracture's body does. No single
+    threshold finds both with IoU > 0.2: 1e-3 cuts the weak one to its peak, 1e-4 merges the
+    strong one with its 8 times larger halo."""
+    prob = np.zeros(shape, dtype=np.float32)
+    mask = np.zeros(shape, dtype=bool)
+    mask[2:6, 2:6, 2:6] = True
+    prob[2:6, 2:6, 2:6] = 2e-4
+    prob[3, 3, 3] = 1e-2
+    mask[15:19, 15:19, 15:19] = True
+    prob[13:21, 13:21, 13:21] = 2e-4
+    prob[15:19, 15:19, 15:19] = 0.02
+    prob[16, 16, 16] = 0.5
+    return prob, mask
+
+
 def make_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     image = nib.Nifti1Image(data, affine)
     image.set_qform(affine, code=1)

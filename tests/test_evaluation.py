@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from vertebral_fracture.evaluation import LesionThresholdSearch, score_methods
+from tests.conftest import weak_and_strong_fractures
+from vertebral_fracture.evaluation import LesionCandidateSearch, score_methods
+from vertebral_fracture.metrics import CandidateRule, ground_truth_lesions
 
 
 def _case(seed: int, localized: bool):
@@ -65,19 +67,20 @@ def _faint_lesion_case(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return prob, gt
 
 
-def test_lesion_threshold_search_finds_faint_lesions_on_validation():
-    search = LesionThresholdSearch(0.5)
+def test_candidate_search_finds_faint_lesions_on_validation():
+    search = LesionCandidateSearch(0.5)
     for seed in range(3):
         search.add_case(*_faint_lesion_case(seed))
-    chosen = search.best()
-    assert 1e-4 < chosen <= 0.02  # low enough for the lesion, above the noise floor
+    rule = search.best()
+    assert 1e-4 <= rule.threshold <= 0.02  # low enough for the lesion, not into the noise
     scores = score_methods(
         [("c", lambda: _faint_lesion_case(9)[1], {"m": lambda: _faint_lesion_case(9)[0]})],
         {"m": 0.5},
-        {"m": chosen},
+        {"m": rule},
     )["m"]
     summary = scores.summary()
-    assert summary["lesion_threshold"] == chosen and summary["threshold"] == 0.5
+    assert summary["lesion_threshold"] == rule.threshold and summary["threshold"] == 0.5
+    assert summary["lesion_growth_decades"] == rule.growth_decades
     assert summary["froc"]["1"] == 1.0  # at 0.5 the lesion would be missed
     assert (
         score_methods(
@@ -88,12 +91,28 @@ def test_lesion_threshold_search_finds_faint_lesions_on_validation():
     )
 
 
-def test_lesion_threshold_search_skips_thresholds_that_paint_the_scan():
-    search = LesionThresholdSearch(0.5, max_positive_fraction=0.05)
+def test_candidate_search_grows_candidates_when_fractures_span_decades():
+    prob, mask = weak_and_strong_fractures()
+    case = [("c", lambda: ground_truth_lesions(mask), {"m": lambda: prob})]
+    plain = LesionCandidateSearch(0.5, growths=(0.0,))
+    grown = LesionCandidateSearch(0.5)
+    for search in (plain, grown):
+        search.add_case(prob, ground_truth_lesions(mask))
+    assert grown.best().growth_decades > 0
+    for search, found in ((plain, 0.5), (grown, 1.0)):
+        scores = score_methods(case, {"m": 0.5}, {"m": search.best()})["m"]
+        assert scores.summary()["froc"]["1"] == found
+
+
+def test_candidate_search_skips_rules_that_paint_the_scan():
+    search = LesionCandidateSearch(0.5, max_positive_fraction=0.05)
     search.add_case(*_faint_lesion_case(0))
     # below 1e-4 most voxels are marked: those thresholds are dropped, never labelled
-    assert min(search.detections) == pytest.approx(1e-4)
-    assert LesionThresholdSearch(0.3).best() == 0.3  # nothing seen: the voxel threshold
+    assert min(rule.threshold for rule in search.detections) == pytest.approx(1e-4)
+    # grown 3 decades below its 0.02 peak, the lesion reaches the 1e-4 noise: dropped too
+    assert CandidateRule(0.01, 1.0) in search.detections
+    assert CandidateRule(0.01, 3.0) not in search.detections
+    assert LesionCandidateSearch(0.3).best() == CandidateRule(0.3)  # nothing seen
 
 
 def test_lesion_search_reaches_the_scores_of_product_fusion():
@@ -101,10 +120,10 @@ def test_lesion_search_reaches_the_scores_of_product_fusion():
     gt = np.zeros((20, 20, 20), dtype=bool)
     gt[8:12, 8:12, 8:12] = True
     prob = np.where(gt, 3e-12, 0.0).astype(np.float32)
-    search = LesionThresholdSearch(0.5)
+    search = LesionCandidateSearch(0.5)
     search.add_case(prob, gt)
-    chosen = search.best()
-    assert chosen <= 3e-12 and np.count_nonzero(prob >= chosen) == gt.sum()
+    rule = search.best()
+    assert rule.threshold <= 3e-12 and np.count_nonzero(prob >= rule.threshold) == gt.sum()
 
 
 def test_case_histograms_round_trip_through_named_arrays():

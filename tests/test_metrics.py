@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from sklearn.metrics import average_precision_score
 from sklearn.metrics import precision_recall_curve as sk_precision_recall_curve
 
+from tests.conftest import weak_and_strong_fractures
 from vertebral_fracture import metrics
 from vertebral_fracture.fusion import binarize
 from vertebral_fracture.metrics import (
@@ -21,6 +23,7 @@ from vertebral_fracture.metrics import (
     froc,
     froc_curve,
     ground_truth_lesions,
+    lesion_candidates,
     operating_point_at,
     precision_recall_curve,
 )
@@ -212,8 +215,50 @@ def test_detect_lesions_hand_case() -> None:
 
 def test_26_connectivity() -> None:
     result = detect_lesions(*_case_two(), threshold=0.25)
-    assert result.component_scores.size == 3
-    np.testing.assert_array_equal(result.component_hits, [True, False, False])
+    np.testing.assert_allclose(result.component_scores, [0.7, 0.4, 0.3], rtol=1e-6)
+    np.testing.assert_array_equal(result.component_hits, [False, True, False])
+
+
+def test_candidates_grown_below_their_own_peak_find_weak_and_strong_fractures() -> None:
+    prob, mask = weak_and_strong_fractures()
+    gt = ground_truth_lesions(mask)
+    # one absolute threshold misses one of the two, whichever it is
+    for threshold in (1e-3, 1e-4):
+        assert detect_lesions(prob, gt, threshold).detected.sum() == 1
+    grown = detect_lesions(prob, gt, 1e-3, growth_decades=2)
+    np.testing.assert_array_equal(grown.detected, [True, True])
+    np.testing.assert_allclose(grown.component_iou, [1.0, 1.0])
+    np.testing.assert_allclose(grown.component_scores, [0.5, 1e-2], rtol=1e-6)
+
+
+def test_lesion_candidates_without_growth_are_the_components() -> None:
+    prob, _ = _case_two()
+    labels, scores = lesion_candidates(prob, 0.25)
+    components, count = ndimage.label(prob >= 0.25, structure=np.ones((3, 3, 3)))
+    assert scores.size == count == 3
+    np.testing.assert_allclose(scores, [0.7, 0.4, 0.3], rtol=1e-6)
+    for candidate in (1, 2, 3):  # each candidate is one whole component
+        assert np.unique(components[labels == candidate]).size == 1
+    np.testing.assert_array_equal(labels > 0, components > 0)
+
+
+def test_a_seed_reached_by_a_stronger_candidate_is_part_of_it() -> None:
+    prob = np.zeros((5, 5, 20), dtype=np.float32)
+    prob[2, 2, 2:18] = 1e-3  # a ridge joining two seeds
+    prob[2, 2, 4] = 0.8
+    prob[2, 2, 14] = 0.1
+    labels, scores = lesion_candidates(prob, 0.05, growth_decades=3)
+    np.testing.assert_allclose(scores, [0.8], rtol=1e-6)
+    np.testing.assert_array_equal(labels[2, 2, 2:18], 1)
+    # grown less, the ridge is below both floors: two candidates, strongest first
+    labels, scores = lesion_candidates(prob, 0.05, growth_decades=1)
+    np.testing.assert_allclose(scores, [0.8, 0.1], rtol=1e-6)
+    assert labels[2, 2, 4] == 1 and labels[2, 2, 14] == 2 and not labels[2, 2, 9]
+
+
+def test_lesion_candidates_reject_negative_growth() -> None:
+    with pytest.raises(ValueError, match="growth_decades"):
+        lesion_candidates(np.zeros((2, 2, 2), np.float32), 0.5, growth_decades=-1)
 
 
 def test_froc_hand_cases() -> None:

@@ -127,10 +127,13 @@ def test_fusion_outputs_and_validation_thresholds(project):
     np.testing.assert_array_equal(
         labels.get_fdata() > 0, fused.get_fdata() >= thresholds["multitask_product"]
     )
-    lesion = json.loads((project / "data/06_models/lesion_thresholds.json").read_text())
-    assert set(lesion) == set(thresholds) and all(0 < t <= 1 for t in lesion.values())
+    rules = json.loads((project / "data/06_models/lesion_candidate_rules.json").read_text())
+    assert set(rules) == set(thresholds)
+    assert all(0 < r["threshold"] <= 1 and r["growth_decades"] >= 0 for r in rules.values())
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())["methods"]
-    assert all(metrics[m]["lesion_threshold"] == lesion[m] for m in lesion)
+    for method, rule in rules.items():
+        assert metrics[method]["lesion_threshold"] == rule["threshold"]
+        assert metrics[method]["lesion_growth_decades"] == rule["growth_decades"]
 
 
 def test_report_is_self_contained(project):
@@ -277,7 +280,8 @@ def test_parallel_runner_infers_and_fuses_as_the_serial_run(project, tmp_path):
     shutil.copytree(project, copy)
     shutil.rmtree(copy / "data/07_model_output")
     thresholds = [
-        f"data/06_models/{name}_thresholds.json" for name in ("fusion", "lesion", "vertebra")
+        f"data/06_models/{name}.json"
+        for name in ("fusion_thresholds", "lesion_candidate_rules", "vertebra_thresholds")
     ]
     for name in thresholds:
         (copy / name).unlink()

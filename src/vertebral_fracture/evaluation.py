@@ -15,6 +15,7 @@ import numpy as np
 
 from vertebral_fracture.metrics import (
     FROC_RATES,
+    CandidateRule,
     CompactHistogram,
     LesionDetections,
     ScoreHistogram,
@@ -23,6 +24,8 @@ from vertebral_fracture.metrics import (
     detect_lesions,
     froc,
     froc_curve,
+    lesion_candidates,
+    match_lesions,
     operating_point_at,
     precision_recall_curve,
 )
@@ -32,6 +35,9 @@ logger = logging.getLogger(__name__)
 #: Candidate thresholds that form lesion candidates: 10^(-k/2), k = 1..32 (0.32 down to 1e-16;
 #: product fusion of three views puts fracture scores many decades below 1, 1e-11 and lower).
 LESION_THRESHOLD_GRID = tuple(10.0 ** (-k / 2) for k in range(1, 33))
+#: How far below its peak each candidate may grow, in decades (``metrics.lesion_candidates``):
+#: 0 keeps the plain components; a fused score spans up to ~5 decades across a fracture.
+LESION_GROWTH_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 @dataclass
@@ -39,8 +45,8 @@ class MethodScores:
     """Everything measured for one method over the evaluated cases."""
 
     threshold: float  # voxel operating point, chosen on validation cases
-    # forms the lesion candidates (components) for detection and FROC; None = ``threshold``
-    lesion_threshold: float | None = None
+    # forms the lesion candidates for detection and FROC; None: components at ``threshold``
+    candidate_rule: CandidateRule | None = None
     histogram: ScoreHistogram = field(default_factory=ScoreHistogram)
     lesions: list[LesionDetections] = field(default_factory=list)
     predicted_voxels: int = 0
@@ -56,7 +62,10 @@ class MethodScores:
         self.histogram.merge(case_hist)
         if self.case_histograms is not None:
             self.case_histograms.append(case_hist.compact())
-        self.lesions.append(detect_lesions(prob, gt, self.candidate_threshold))
+        rule = self.candidates
+        self.lesions.append(
+            detect_lesions(prob, gt, rule.threshold, growth_decades=rule.growth_decades)
+        )
         predicted, actual = int(np.count_nonzero(prob >= self.threshold)), int(np.count_nonzero(gt))
         self.predicted_voxels += predicted
         self.gt_voxels += actual
@@ -74,9 +83,9 @@ class MethodScores:
         )
 
     @property
-    def candidate_threshold(self) -> float:
-        """The threshold whose connected components are this method's lesion candidates."""
-        return self.threshold if self.lesion_threshold is None else self.lesion_threshold
+    def candidates(self) -> CandidateRule:
+        """How this method forms its lesion candidates."""
+        return self.candidate_rule or CandidateRule(self.threshold)
 
     def summary(self) -> dict:
         """The ``metrics.json`` entry of this method."""
@@ -88,7 +97,8 @@ class MethodScores:
             "recall": deployed["recall"],
             "f1": deployed["f1"],
             "threshold": self.threshold,
-            "lesion_threshold": self.candidate_threshold,
+            "lesion_threshold": self.candidates.threshold,
+            "lesion_growth_decades": self.candidates.growth_decades,
             "dice": deployed["dice"],
             "froc": froc(self.lesions, FROC_RATES) if self.lesions else {},
             "bloat": self.predicted_voxels / self.gt_voxels if self.gt_voxels else float("nan"),
@@ -112,7 +122,7 @@ class MethodScores:
 def score_methods(
     cases: Iterable[tuple[str, Callable[[], np.ndarray], dict[str, Callable[[], np.ndarray]]]],
     thresholds: dict[str, float],
-    lesion_thresholds: Mapping[str, float] | None = None,
+    candidate_rules: Mapping[str, CandidateRule] | None = None,
     *,
     keep_case_histograms: bool = False,
 ) -> dict[str, MethodScores]:
@@ -123,17 +133,17 @@ def score_methods(
             case's ground-truth lesion ids (``metrics.ground_truth_lesions``); loaders are
             called one at a time so only one case's volumes are in memory.
         thresholds: method -> voxel operating threshold chosen on validation cases.
-        lesion_thresholds: method -> threshold forming its lesion candidates, chosen on
-            validation cases (:class:`LesionThresholdSearch`); a method without one forms
-            them at its voxel threshold.
+        candidate_rules: method -> how it forms its lesion candidates, chosen on validation
+            cases (:class:`LesionCandidateSearch`); a method without one forms them as the
+            components at its voxel threshold.
         keep_case_histograms: keep each case's histogram (``MethodScores.case_histograms``,
             for ``metrics.bootstrap_average_precision``); memory then grows with the cases.
     """
-    lesion_thresholds = lesion_thresholds or {}
+    candidate_rules = candidate_rules or {}
     scores = {
         method: MethodScores(
             threshold,
-            lesion_threshold=lesion_thresholds.get(method),
+            candidate_rule=candidate_rules.get(method),
             case_histograms=[] if keep_case_histograms else None,
         )
         for method, threshold in thresholds.items()
@@ -173,69 +183,95 @@ def histograms_from_arrays(
     return out
 
 
-class LesionThresholdSearch:
-    """Chooses, on validation cases, the threshold whose components are the lesion candidates.
+class LesionCandidateSearch:
+    """Chooses, on validation cases, how a method forms its lesion candidates.
 
     The voxel operating point maximises voxel F1, which favours tight masks over finding every
     lesion; detection has its own operating point, as in detection challenges where each
-    method submits its own candidates. For every threshold of ``grid`` each streamed case's
-    candidates are matched (:func:`~vertebral_fracture.metrics.detect_lesions`); :meth:`best`
-    returns the threshold with the highest FROC sensitivity at ``fp_rate`` false positives per
-    scan, ties broken by the mean sensitivity over :data:`FROC_RATES`, then by the higher
-    threshold. A threshold that marks more than ``max_positive_fraction`` of a case's voxels
-    paints regions, not lesions, and is dropped (with every lower one) without labelling.
+    method submits its own candidates. A rule is a seed threshold from ``grid`` and a growth
+    below each seed's peak from ``growths`` (``metrics.lesion_candidates``). For every rule
+    each streamed case's candidates are matched (``metrics.match_lesions``); :meth:`best`
+    returns the rule with the highest FROC sensitivity at ``fp_rate`` false positives per
+    scan, ties broken by the mean sensitivity over :data:`FROC_RATES`, then by the lower
+    threshold (below a seed's growth floor, a lower one only adds weaker candidates, which
+    FROC reads last) and the smaller growth. A rule whose candidates cover more than
+    ``max_positive_fraction`` of a case's voxels paints regions, not lesions, and is dropped
+    with the lower thresholds at its growth (at every growth when its seeds alone do).
 
     Args:
-        voxel_threshold: the method's voxel operating point; also a candidate (when in
-            ``(0, 1]``), and the answer when no validation lesion decides.
-        grid: further candidate thresholds.
+        voxel_threshold: the method's voxel operating point; also a seed threshold (when in
+            ``(0, 1]``), and without growth the answer when no validation lesion decides.
+        grid: further seed thresholds.
+        growths: growths below each seed's peak, in decades (>= 0).
         fp_rate: false positives per scan at which sensitivity is compared.
-        max_positive_fraction: largest share of a scan's voxels a candidate threshold may mark.
+        max_positive_fraction: largest share of a scan's voxels a rule's candidates may cover.
     """
 
     def __init__(
         self,
         voxel_threshold: float,
         grid: Sequence[float] = LESION_THRESHOLD_GRID,
+        growths: Sequence[float] = LESION_GROWTH_GRID,
         *,
         fp_rate: float = 1.0,
         max_positive_fraction: float = 0.02,
     ) -> None:
         if not grid or any(not 0.0 < t <= 1.0 for t in grid):
             raise ValueError(f"grid must hold thresholds in (0, 1], got {grid}")
+        if not growths or any(g < 0 for g in growths):
+            raise ValueError(f"growths must hold decades >= 0, got {growths}")
         if not 0.0 < max_positive_fraction <= 1.0:
             raise ValueError(
                 f"max_positive_fraction must be in (0, 1], got {max_positive_fraction}"
             )
         self.voxel_threshold = voxel_threshold
-        candidates = {*grid, *([voxel_threshold] if 0.0 < voxel_threshold <= 1.0 else [])}
-        self.grid = sorted(candidates, reverse=True)
+        thresholds = {*grid, *([voxel_threshold] if 0.0 < voxel_threshold <= 1.0 else [])}
         self.fp_rate = fp_rate
         self.max_positive_fraction = max_positive_fraction
-        self.detections: dict[float, list[LesionDetections]] = {t: [] for t in self.grid}
+        self.detections: dict[CandidateRule, list[LesionDetections]] = {
+            CandidateRule(t, float(g)): []
+            for g in sorted(growths)
+            for t in sorted(thresholds, reverse=True)
+        }
 
     def add_case(self, prob: np.ndarray, gt: np.ndarray) -> None:
-        """Match the candidates of one validation case at every remaining threshold
+        """Match the candidates of one validation case under every remaining rule
         (``gt``: its ground-truth lesion ids, ``metrics.ground_truth_lesions``)."""
         limit = self.max_positive_fraction * prob.size
-        for threshold in list(self.detections):
-            if np.count_nonzero(prob >= threshold) > limit:
-                for dropped in [t for t in self.detections if t <= threshold]:
-                    del self.detections[dropped]
-                break
-            self.detections[threshold].append(detect_lesions(prob, gt, threshold))
+        for rule in list(self.detections):
+            if rule not in self.detections:
+                continue  # dropped with a higher threshold
+            # candidates cover their seeds, and seeds are counted without labelling
+            if np.count_nonzero(prob >= rule.threshold) > limit:
+                self._drop(rule.threshold)
+                continue
+            labels, scores = lesion_candidates(prob, rule.threshold, rule.growth_decades)
+            if np.count_nonzero(labels) > limit:
+                self._drop(rule.threshold, rule.growth_decades)
+                continue
+            self.detections[rule].append(match_lesions(labels, scores, gt))
 
-    def best(self) -> float:
-        """The chosen threshold (the voxel threshold when no validation lesion decides)."""
+    def _drop(self, threshold: float, growth_decades: float | None = None) -> None:
+        """Forget the rules that paint a scan: ``threshold`` and lower ones (they mark more),
+        at ``growth_decades`` or, when None, at every growth."""
+        for rule in list(self.detections):
+            if rule.threshold <= threshold and growth_decades in (None, rule.growth_decades):
+                del self.detections[rule]
+
+    def best(self) -> CandidateRule:
+        """The chosen rule (the voxel threshold's components when no validation lesion decides)."""
         ranked = []
-        for threshold, cases in self.detections.items():
+        for rule, cases in self.detections.items():
             if not cases or not sum(c.n_gt for c in cases):
                 continue
             sensitivity = froc(cases, sorted({*FROC_RATES, self.fp_rate}))
             overall = np.mean([sensitivity[f"{rate:g}"] for rate in FROC_RATES])
             key = (sensitivity[f"{self.fp_rate:g}"], float(overall))
-            ranked.append((*key, threshold))
-        return max(ranked)[2] if ranked else self.voxel_threshold
+            ranked.append((*key, -rule.threshold, -rule.growth_decades))
+        if not ranked:
+            return CandidateRule(self.voxel_threshold)
+        *_, threshold, growth = max(ranked)
+        return CandidateRule(-threshold, -growth)
 
 
 #: One validation case: its ground-truth lesion ids (``metrics.ground_truth_lesions``, 0 =
@@ -265,12 +301,12 @@ def choose_voxel_thresholds(
     return thresholds
 
 
-def choose_lesion_thresholds(
+def choose_candidate_rules(
     cases: Iterable[ValidationCase], voxel_thresholds: Mapping[str, float]
-) -> dict[str, float]:
-    """Per method, the threshold forming its lesion candidates (:class:`LesionThresholdSearch`
-    over the validation ``cases``, seeded with the method's voxel threshold)."""
-    searches = {m: LesionThresholdSearch(t) for m, t in voxel_thresholds.items()}
+) -> dict[str, CandidateRule]:
+    """Per method, how it forms its lesion candidates (:class:`LesionCandidateSearch` over the
+    validation ``cases``, seeded with the method's voxel threshold)."""
+    searches = {m: LesionCandidateSearch(t) for m, t in voxel_thresholds.items()}
     for gt, predictions in cases:
         for method, load in predictions.items():
             searches[method].add_case(load(), gt)

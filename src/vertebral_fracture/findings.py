@@ -1,7 +1,7 @@
 """Findings a reader asks for: detected lesions and per-vertebra verdicts, and their metrics.
 
-Lesions are the 26-connected components of a fused score volume at the method's lesion
-threshold (as the lesion metrics count them). Vertebrae come from a label map
+Lesions are the candidates a fused score volume proposes under the method's candidate rule
+(``metrics.lesion_candidates``, as the lesion metrics count them). Vertebrae come from a label map
 (``vertebrae.measure_vertebrae``); each gets the fused score inside it
 (``vertebrae.vertebra_scores``) and a verdict at a threshold chosen on validation cases.
 Vertebra- and patient-level figures follow the field's reporting (e.g. Nicolaes et al.,
@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from vertebral_fracture.metrics import LESION_CONNECTIVITY
+from vertebral_fracture.metrics import lesion_candidates
 from vertebral_fracture.vertebrae import (
     fractured_vertebrae,
     grown_box,
@@ -83,6 +83,7 @@ def lesion_findings(
     affine: np.ndarray,
     threshold: float,
     *,
+    growth_decades: float = 0.0,
     vertebra_labels: np.ndarray | None = None,
     convention: str | None = None,
 ) -> list[dict]:
@@ -91,7 +92,8 @@ def lesion_findings(
     Args:
         scores: (X, Y, Z) fused fracture scores.
         affine: (4, 4) voxel-to-world (RAS mm) matrix of the scan.
-        threshold: ``scores >= threshold`` forms the lesions (26-connected components).
+        threshold: the lesions' seeds (``metrics.lesion_candidates``).
+        growth_decades: how far below its peak each lesion grows (``metrics.lesion_candidates``).
         vertebra_labels: optional label map on the same grid; a lesion's vertebra is the
             level holding most of its voxels (grown by one voxel), "" when it touches none.
         convention: the label map's id convention (required with ``vertebra_labels``).
@@ -101,7 +103,8 @@ def lesion_findings(
         centroid ``x_mm, y_mm, z_mm`` (world), ``volume_mm3``, ``max_probability``,
         ``mean_probability`` and the world bounding box ``box_{x,y,z}{0,1}_mm`` of its voxels.
     """
-    components, n = ndimage.label(scores >= threshold, structure=LESION_CONNECTIVITY)
+    components, maxima = lesion_candidates(scores, threshold, growth_decades)
+    n = maxima.size
     if n == 0:
         return []
     names = level_names(convention) if vertebra_labels is not None else {}
@@ -110,7 +113,6 @@ def lesion_findings(
     centroids = _world(
         affine, np.asarray(ndimage.center_of_mass(components > 0, components, index))
     )
-    maxima = ndimage.maximum(scores, components, index)
     means = ndimage.mean(scores, components, index)
     sizes = ndimage.sum_labels(np.ones(scores.shape, np.int32), components, index)
     rows = []
@@ -128,8 +130,7 @@ def lesion_findings(
                 **_xyz("box_{}1_mm", high),
             }
         )
-    rows.sort(key=lambda r: -r["max_probability"])
-    return [{"lesion": k + 1, **row} for k, row in enumerate(rows)]
+    return [{"lesion": k + 1, **row} for k, row in enumerate(rows)]  # strongest first
 
 
 def _xyz(name: str, point: np.ndarray) -> dict[str, float]:

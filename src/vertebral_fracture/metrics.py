@@ -387,10 +387,9 @@ def ground_truth_lesions(
     if vertebrae is not None and vertebrae.shape != mask.shape:
         raise ValueError(f"vertebrae shape {vertebrae.shape} != mask shape {mask.shape}")
     fracture = mask != 0
-    found = ndimage.find_objects(fracture.view(np.uint8))
-    if not found:
+    box = _foreground_box(fracture)  # labelled there only: int32 labels of a scan are big
+    if box is None:
         return np.zeros(mask.shape, dtype=np.uint8)
-    box = found[0]  # labelled there only: int32 labels of a whole large scan are big
     origin = np.array([s.start for s in box])
     components, count = ndimage.label(fracture[box], structure=LESION_CONNECTIVITY)
     lesion_of = np.arange(count + 1)
@@ -418,8 +417,83 @@ def ground_truth_lesions(
     return lesions
 
 
+def lesion_candidates(
+    prob: np.ndarray, threshold: float, growth_decades: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lesions a score volume proposes: seeds at ``threshold``, each grown from its peak.
+
+    The seeds are the 26-connected components of ``prob >= threshold``. A seed of peak ``p``
+    grows to the 26-connected region of ``prob >= min(threshold, p * 10**-growth_decades)``
+    around its peak, strongest seed first; a voxel belongs to the first candidate that
+    reaches it, and a seed inside a stronger candidate is part of it. Why grow: product
+    fusion spreads a fracture's scores over decades, and its extent scales with its peak;
+    one absolute threshold cuts a weak fracture to its core (IoU below the hit criterion)
+    and merges strong ones with their surroundings. Growing by decades below each peak
+    keeps each candidate's extent relative to its own evidence, as a radiologist's contour
+    follows each lesion's own contrast. ``growth_decades=0`` gives the plain components.
+
+    Args:
+        prob: (X, Y, Z) float scores.
+        threshold: seeds are the components at this score.
+        growth_decades: how far below its peak a candidate reaches, in decades (>= 0).
+
+    Returns:
+        labels: (X, Y, Z) int32 candidate ids, 0 = none, 1..K strongest first.
+        scores: (K,) float64 peak score of each candidate, decreasing.
+    """
+    if growth_decades < 0:
+        raise ValueError(f"growth_decades must be >= 0, got {growth_decades}")
+    seeded = _foreground_box(prob >= threshold)
+    if seeded is None:
+        return np.zeros(prob.shape, dtype=np.uint8), np.zeros(0, dtype=np.float64)
+    # labelled on foreground boxes only: int32 label maps of a whole large scan are big
+    seeds, n_seeds = ndimage.label(prob[seeded] >= threshold, structure=LESION_CONNECTIVITY)
+    index = np.arange(1, n_seeds + 1)
+    peaks = np.asarray(ndimage.maximum(prob[seeded], seeds, index), dtype=np.float64)
+    peak_at = np.asarray(ndimage.maximum_position(prob[seeded], seeds, index))
+    peak_at += [s.start for s in seeded]
+    floors = np.minimum(threshold, peaks * 10.0**-growth_decades)
+    # every grown region lies inside a component at the lowest floor: label those once and
+    # grow each seed within its component's box
+    reached = _foreground_box(prob >= floors.min())
+    reach, _ = ndimage.label(prob[reached] >= floors.min(), structure=LESION_CONNECTIVITY)
+    origin = np.array([s.start for s in reached])
+    boxes = ndimage.find_objects(reach)
+    labels = np.zeros(prob.shape, dtype=np.min_scalar_type(n_seeds))
+    scores: list[float] = []
+    for seed in np.argsort(-peaks, kind="stable"):
+        peak = tuple(peak_at[seed])
+        if labels[peak]:
+            continue  # inside a stronger candidate
+        within = boxes[reach[tuple(peak_at[seed] - origin)] - 1]
+        box = tuple(slice(s.start + o, s.stop + o) for s, o in zip(within, origin, strict=True))
+        grown, _ = ndimage.label(prob[box] >= floors[seed], structure=LESION_CONNECTIVITY)
+        local = tuple(peak_at[seed] - [s.start for s in box])
+        scores.append(peaks[seed])
+        labels[box][(grown == grown[local]) & (labels[box] == 0)] = len(scores)
+    return labels, np.asarray(scores, dtype=np.float64)
+
+
+def _foreground_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of a boolean volume's True voxels; None when there are none."""
+    found = ndimage.find_objects(mask.view(np.uint8))
+    return found[0] if found else None
+
+
+class CandidateRule(NamedTuple):
+    """How a method's score volume forms its lesion candidates (:func:`lesion_candidates`)."""
+
+    threshold: float
+    growth_decades: float = 0.0
+
+
 def detect_lesions(
-    prob: np.ndarray, gt_lesions: np.ndarray, threshold: float, iou_hit: float = 0.2
+    prob: np.ndarray,
+    gt_lesions: np.ndarray,
+    threshold: float,
+    iou_hit: float = 0.2,
+    *,
+    growth_decades: float = 0.0,
 ) -> LesionDetections:
     """Match predicted lesions of one case to ground-truth lesions (RibFrac protocol).
 
@@ -427,21 +501,34 @@ def detect_lesions(
         prob: (X, Y, Z) float probability volume.
         gt_lesions: (X, Y, Z) ground-truth lesion ids, 0 = background, 1..G = lesions
             (:func:`ground_truth_lesions`; a boolean mask is one lesion).
-        threshold: ``prob >= threshold`` forms the predicted components (26-connectivity).
-        iou_hit: a component is a hit when its IoU with a GT lesion is strictly above this.
-
-    Labelling is done once, on the bounding box of prediction and ground truth, so the
-    int32 label maps cover only the region with foreground.
+        threshold: seeds of the predicted lesions (:func:`lesion_candidates`).
+        iou_hit: a candidate is a hit when its IoU with a GT lesion is strictly above this.
+        growth_decades: how far below its peak each candidate grows (:func:`lesion_candidates`).
     """
     if prob.shape != gt_lesions.shape:
         raise ValueError(f"prob shape {prob.shape} != gt_lesions shape {gt_lesions.shape}")
-    pred = prob >= threshold
-    box = ndimage.find_objects((pred | (gt_lesions != 0)).view(np.uint8))
-    if not box:
+    return match_lesions(*lesion_candidates(prob, threshold, growth_decades), gt_lesions, iou_hit)
+
+
+def match_lesions(
+    candidates: np.ndarray, scores: np.ndarray, gt_lesions: np.ndarray, iou_hit: float = 0.2
+) -> LesionDetections:
+    """Match labelled lesion candidates of one case to ground-truth lesions by IoU.
+
+    Args:
+        candidates: (X, Y, Z) candidate ids, 0 = none, 1..K (:func:`lesion_candidates`).
+        scores: (K,) score of each candidate.
+        gt_lesions: (X, Y, Z) ground-truth lesion ids, 0 = background, 1..G = lesions.
+        iou_hit: a candidate is a hit when its IoU with a GT lesion is strictly above this.
+    """
+    if candidates.shape != gt_lesions.shape:
+        raise ValueError(f"candidates shape {candidates.shape} != gt shape {gt_lesions.shape}")
+    n_pred = scores.size
+    region = _foreground_box((candidates != 0) | (gt_lesions != 0))
+    if region is None:
         empty = np.zeros(0, dtype=np.float64)
         return LesionDetections(empty, np.zeros(0, dtype=bool), empty, empty)
-    region = box[0]
-    pred_labels, n_pred = ndimage.label(pred[region], structure=LESION_CONNECTIVITY)
+    pred_labels = candidates[region].astype(np.intp, copy=False)
     gt_labels = gt_lesions[region].astype(np.intp, copy=False)
     n_gt = int(gt_labels.max())
     gt_sizes = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)[1:]
@@ -459,9 +546,6 @@ def detect_lesions(
     if n_gt:
         matches[np.arange(n_pred), best_gt] = iou[np.arange(n_pred), best_gt] > iou_hit
 
-    in_pred = pred_labels > 0
-    scores = np.full(n_pred, -np.inf)
-    np.maximum.at(scores, pred_labels[in_pred] - 1, prob[region][in_pred])
     gt_scores = np.where(matches, scores[:, None], -np.inf).max(axis=0, initial=-np.inf)
     return LesionDetections(
         component_scores=scores,

@@ -23,7 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         outputs="case_index",
         name="index_evaluation_cases",
     )
-    selections = {"select_thresholds", "select_lesion_thresholds", "select_vertebra_thresholds"}
+    selections = {"select_thresholds", "select_candidate_rules", "select_vertebra_thresholds"}
     fuse_with_stored_thresholds = Pipeline(
         [n for n in fusion.create_pipeline().nodes if n.name not in selections]
     )

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vertebral_fracture.evaluation import (
     ValidationCase,
-    choose_lesion_thresholds,
+    choose_candidate_rules,
     choose_voxel_thresholds,
 )
 from vertebral_fracture.findings import voxel_volume_mm3, youden_threshold
@@ -133,32 +133,35 @@ def select_thresholds(
     return choose_voxel_thresholds(_validation_cases(raw_scans, case_index, by_case), methods)
 
 
-def select_lesion_thresholds(
+def select_candidate_rules(
     raw_scans: LazyImages,
     vertebra_maps: LazyImages,
     case_index: list[dict],
     voxel_thresholds: dict[str, float],
     *fused: LazyImages,
-) -> dict[str, float]:
-    """Per fused method, the threshold whose components are its lesion candidates.
+) -> dict[str, dict[str, float]]:
+    """Per fused method, how it forms its lesion candidates: ``{"threshold", "growth_decades"}``
+    (``metrics.CandidateRule``).
 
     Chosen on the validation cases for the best FROC sensitivity at 1 false positive per scan
-    (``evaluation.LesionThresholdSearch``; a lesion is a vertebra's fracture) among a
-    log-spaced grid and the method's voxel threshold; methods without validation fractures
-    keep their voxel threshold.
+    (``evaluation.LesionCandidateSearch``; a lesion is a vertebra's fracture): seeds at a
+    threshold of a log-spaced grid or the method's voxel threshold, grown some decades below
+    their peaks; methods without validation fractures keep their voxel threshold's components.
     """
     by_case = fused_by_case(fused)
-    chosen = choose_lesion_thresholds(
+    chosen = choose_candidate_rules(
         _validation_cases(raw_scans, case_index, by_case, vertebra_maps), voxel_thresholds
     )
-    for method, threshold in chosen.items():
+    for method, rule in chosen.items():
         logger.info(
-            "%s: lesion candidates at %.3g (voxel threshold %.3g)",
+            "%s: lesion candidates seeded at %.3g, grown %g decades below their peaks "
+            "(voxel threshold %.3g)",
             method,
-            threshold,
+            rule.threshold,
+            rule.growth_decades,
             voxel_thresholds[method],
         )
-    return chosen
+    return {method: rule._asdict() for method, rule in chosen.items()}
 
 
 def select_vertebra_thresholds(

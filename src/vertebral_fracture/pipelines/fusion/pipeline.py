@@ -7,7 +7,7 @@ from kedro.pipeline import Node, Pipeline
 from vertebral_fracture.pipelines.fusion.nodes import (
     fuse_views,
     label_maps,
-    select_lesion_thresholds,
+    select_candidate_rules,
     select_thresholds,
     select_vertebra_thresholds,
 )
@@ -37,10 +37,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="select_thresholds",
             ),
             Node(
-                select_lesion_thresholds,
+                select_candidate_rules,
                 inputs=["raw_scans", "vertebra_maps", "case_index", "fusion_thresholds", *fused],
-                outputs="lesion_thresholds",
-                name="select_lesion_thresholds",
+                outputs="lesion_candidate_rules",
+                name="select_candidate_rules",
             ),
             Node(
                 select_vertebra_thresholds,

@@ -33,6 +33,7 @@ from vertebral_fracture.findings import (
     vertebra_metrics,
 )
 from vertebral_fracture.inference import attention_maps
+from vertebral_fracture.metrics import CandidateRule
 from vertebral_fracture.pipelines.fusion.nodes import fused_by_case, load_lesions, load_voxels
 from vertebral_fracture.progress import Progress
 from vertebral_fracture.reporting import (
@@ -67,7 +68,7 @@ def evaluate_methods(
     vertebra_maps: LazyImages,
     case_index: list[dict],
     thresholds: dict[str, float],
-    lesion_thresholds: dict[str, float],
+    candidate_rules: dict[str, dict[str, float]],
     findings: dict,
     vertebra_thresholds: dict[str, float],
     *fused: LazyImages,
@@ -76,7 +77,7 @@ def evaluate_methods(
     test cases.
 
     Voxel figures use each method's validation voxel threshold; lesion detection and FROC
-    match the components at its validation lesion threshold to the fractures (one per
+    match the candidates of its validation candidate rule to the fractures (one per
     vertebra of ``vertebra_maps``, ``metrics.ground_truth_lesions``); vertebra and patient figures
     (``findings.vertebra_metrics``, from the findings' vertebrae; a scan is fractured when
     its mask holds fracture) its validation vertebra threshold (NaN without labels).
@@ -98,7 +99,8 @@ def evaluate_methods(
         )
         for r in tests
     )
-    scores = score_methods(cases, thresholds, lesion_thresholds, keep_case_histograms=True)
+    rules = {method: CandidateRule(**rule) for method, rule in candidate_rules.items()}
+    scores = score_methods(cases, thresholds, rules, keep_case_histograms=True)
     methods = {name: s.summary() for name, s in scores.items()}
     patients = {r["case_id"]: bool(r["fracture_voxels"]) for r in tests}
     for name, summary in methods.items():
@@ -150,7 +152,7 @@ def tabulate_findings(
     raw_scans: LazyImages,
     vertebra_maps: LazyImages,
     case_index: list[dict],
-    lesion_thresholds: dict[str, float],
+    candidate_rules: dict[str, dict[str, float]],
     vertebra_thresholds: dict[str, float],
     *fused: LazyImages,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -161,6 +163,7 @@ def tabulate_findings(
     method) and both as one JSON document.
     """
     by_case = fused_by_case(fused)
+    rules = {method: CandidateRule(**rule) for method, rule in candidate_rules.items()}
     lesions: list[dict] = []
     vertebrae: list[dict] = []
     for record in Progress(
@@ -177,7 +180,8 @@ def tabulate_findings(
                 for row in lesion_findings(
                     volume,
                     affine,
-                    lesion_thresholds[method],
+                    rules[method].threshold,
+                    growth_decades=rules[method].growth_decades,
                     vertebra_labels=labels,
                     convention=convention,
                 )
