@@ -138,11 +138,11 @@ def test_case_summary_answers_what_was_found():
         {"case": "a", "method": "p", "vertebra": "L2", "fracture_probability": 0.1,
          "fractured": 0, "grade": 0, "ground_truth": 0},
     ]  # fmt: skip
-    (a, b) = case_summary(["a", "b"], lesions, vertebrae, ["p"])
+    (a, b) = case_summary(["a", "b"], lesions, vertebrae, ["p"], {"p": 0.5})
     assert a == {
         "case": "a",
         "ground truth": "L1",
         "p: vertebrae": "L1 (0.9, grade 2)",
-        "p: lesions": "2; strongest 420 mm³ at L1 (max 0.9)",
+        "p: lesions": "1 of 2 at the operating point; strongest 420 mm³ at L1 (max 0.9)",
     }
     assert b["p: lesions"] == "none" and b["ground truth"] == "-"

@@ -301,15 +301,19 @@ def case_summary(
     lesions: Sequence[Mapping],
     vertebrae: Sequence[Mapping],
     methods: Sequence[str],
+    thresholds: Mapping[str, float],
 ) -> list[dict]:
     """One line per case answering "what was found": for each method the vertebrae it calls
-    fractured (score, Genant grade) and its strongest lesion, beside the ground truth.
+    fractured (score, Genant grade), how many of its lesion candidates reach its operating
+    point and its strongest lesion, beside the ground truth.
 
     Args:
         cases: case ids, in the order to show.
         lesions: rows of ``findings.csv`` (``lesion_findings`` plus ``case``, ``method``).
         vertebrae: rows of ``vertebrae.csv``.
         methods: the methods to show, e.g. the proposed one and the thesis baseline.
+        thresholds: method -> its voxel operating threshold; a candidate whose peak reaches
+            it shows in the method's label map, the others only in the detection metrics.
     """
     rows = []
     for case in cases:
@@ -328,9 +332,11 @@ def case_summary(
             ]
             found = [les for les in lesions if les["case"] == case and les["method"] == method]
             strongest = max(found, key=lambda les: les["max_probability"], default=None)
+            marked = sum(les["max_probability"] >= thresholds[method] for les in found)
             row[f"{method}: vertebrae"] = ", ".join(called) or "-"
             row[f"{method}: lesions"] = (
-                f"{len(found)}; strongest {strongest['volume_mm3']:.0f} mm³"
+                f"{marked} of {len(found)} at the operating point; strongest "
+                f"{strongest['volume_mm3']:.0f} mm³"
                 + (f" at {strongest['vertebra']}" if strongest["vertebra"] else "")
                 + f" (max {strongest['max_probability']:.2g})"
                 if strongest

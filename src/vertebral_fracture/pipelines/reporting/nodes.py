@@ -326,7 +326,9 @@ def draw_cases(
     views: dict[str, str] = {}
     for record in _pictured_cases(case_index, params.picture_cases):
         case_id = record["case_id"]
-        (found,) = case_summary([case_id], findings["lesions"], verdicts, [params.proposed])
+        (found,) = case_summary(
+            [case_id], findings["lesions"], verdicts, [params.proposed], thresholds
+        )
         caption = (
             f"{params.proposed}: lesions {found[f'{params.proposed}: lesions']}; called "
             f"fractured: {found[f'{params.proposed}: vertebrae']}; ground truth: "
@@ -457,6 +459,7 @@ def render_html_report(
         findings["lesions"],
         findings["vertebrae"],
         [m for m in (params.proposed, params.baseline) if m in metrics["methods"]],
+        {name: m["threshold"] for name, m in metrics["methods"].items()},
     )
     notes = [
         f"{dataset['cases']} labelled test cases, {dataset['voxels']:,} voxels, "
@@ -465,6 +468,9 @@ def render_html_report(
         "'best-on-test' F1 picks its threshold on the test cases themselves and is optimistic.",
         f"Proposed: {params.proposed}; thesis baseline: {params.baseline}. Bloat = predicted "
         "volume / ground-truth volume at the threshold.",
+        "Lesions 'k of n at the operating point': of a method's n lesion candidates (which "
+        "FROC ranks by their peak), the k whose peak reaches its validation voxel threshold, "
+        "so that they show in its label map.",
     ]
     return render_report(
         title="Vertebral fracture detection: proposed vs thesis baseline",
