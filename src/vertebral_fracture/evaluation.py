@@ -32,7 +32,7 @@ from vertebral_fracture.metrics import (
 
 logger = logging.getLogger(__name__)
 
-#: Candidate thresholds that form lesion candidates: 10^(-k/2), k = 1..32 (0.32 down to 1e-16;
+#: Seed thresholds of lesion candidates: 10^(-k/2), k = 1..32 (0.32 down to 1e-16;
 #: product fusion of three views puts fracture scores many decades below 1, 1e-11 and lower).
 LESION_THRESHOLD_GRID = tuple(10.0 ** (-k / 2) for k in range(1, 33))
 #: How far below its peak each candidate may grow, in decades (``metrics.lesion_candidates``):

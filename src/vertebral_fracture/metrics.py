@@ -7,8 +7,9 @@ Voxel level:
     ``operating_point_at`` are computed. Dice at a threshold equals F1 on pooled voxels.
 
 Lesion level (RibFrac challenge protocol, Jin et al. 2020):
-    ``detect_lesions`` matches 26-connected predicted components to ground-truth lesions
-    (``ground_truth_lesions``: one per fracture) by IoU; ``froc_curve`` / ``froc`` give
+    ``detect_lesions`` matches predicted lesions (``lesion_candidates``: 26-connected seeds
+    grown below their own peaks) to ground-truth lesions (``ground_truth_lesions``: one per
+    fracture) by IoU; ``froc_curve`` / ``froc`` give
     sensitivity versus average false positives per scan. ``bloat`` is predicted volume over
     ground-truth volume.
 
@@ -429,8 +430,8 @@ def lesion_candidates(
     fusion spreads a fracture's scores over decades, and its extent scales with its peak;
     one absolute threshold cuts a weak fracture to its core (IoU below the hit criterion)
     and merges strong ones with their surroundings. Growing by decades below each peak
-    keeps each candidate's extent relative to its own evidence, as a radiologist's contour
-    follows each lesion's own contrast. ``growth_decades=0`` gives the plain components.
+    keeps each candidate's extent relative to its own evidence. ``growth_decades=0`` gives
+    the plain components.
 
     Args:
         prob: (X, Y, Z) float scores.
@@ -438,7 +439,8 @@ def lesion_candidates(
         growth_decades: how far below its peak a candidate reaches, in decades (>= 0).
 
     Returns:
-        labels: (X, Y, Z) int32 candidate ids, 0 = none, 1..K strongest first.
+        labels: (X, Y, Z) candidate ids, 0 = none, 1..K strongest first, in the smallest
+            unsigned integer type that holds the seeds' count.
         scores: (K,) float64 peak score of each candidate, decreasing.
     """
     if growth_decades < 0:
