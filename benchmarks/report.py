@@ -33,6 +33,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _mean_sd(entry: dict) -> str:
     sd = entry.get("sd")
+    if sd is not None and abs(sd) < 1e-12:
+        sd = 0.0  # equal seeds: float noise of the mean, not a spread
     return _fmt(entry["mean"]) + ("" if sd is None else f" ± {_fmt(sd)}")
 
 

@@ -15,7 +15,7 @@
 4. Speed and memory, one subprocess per measurement, with the pipelines' functions.
 5. ``benchmarks/results.json`` (commit, seeds, test cases) and ``docs/benchmarks.md``.
 
-    python benchmarks/run_benchmark.py            # the full run (58 min, 2 cores, native bfloat16)
+    python benchmarks/run_benchmark.py            # the full run (51 min, 2 cores, native bfloat16)
     python benchmarks/run_benchmark.py --smoke    # tiny sizes in a temp copy (a few minutes)
     python benchmarks/run_benchmark.py --report-only benchmarks/results.json  # docs only
 """
