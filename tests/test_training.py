@@ -42,7 +42,11 @@ from vertebral_fracture.training import (
     training_curves_figure,
 )
 from vertebral_fracture.training import loop as loop_module
-from vertebral_fracture.training.loop import cpu_computes_bfloat16, resolve_autocast_dtype
+from vertebral_fracture.training.loop import (
+    RESUME_ONLY_KEYS,
+    cpu_computes_bfloat16,
+    resolve_autocast_dtype,
+)
 
 
 def make_stack(case_id: str, n: int = 10, size: int = 32, seed: int = 0) -> SliceStack:
@@ -686,6 +690,9 @@ def test_training_run_history_and_checkpoints(uninterrupted) -> None:
 
     best_checkpoint = best.load()
     assert best_checkpoint["epoch"] == result.best_epoch
+    # served weights only: a third of the size, nothing inference or resume reads is lost
+    assert not set(RESUME_ONLY_KEYS) & set(best_checkpoint)
+    assert best_checkpoint["params"] == checkpoint["params"]
     _assert_same_weights(best_checkpoint["model_state_dict"], result.model.state_dict())
     rebuilt = load_model_from_checkpoint(checkpoint, tiny_params())
     _assert_same_weights(rebuilt.state_dict(), checkpoint["model_state_dict"])

@@ -404,6 +404,23 @@ def make_checkpoint(
     }
 
 
+# what only resuming reads: the "best" checkpoint, served to inference, leaves it out (a third
+# of the size: Adam keeps two moments per weight)
+RESUME_ONLY_KEYS = (
+    "trained_state_dict",
+    "averaged_steps",
+    "optimizer_state_dict",
+    "scheduler_state_dict",
+    "scaler_state_dict",
+    "rng_state",
+)
+
+
+def served_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` without ``RESUME_ONLY_KEYS``: the weights served, params and metrics."""
+    return {key: value for key, value in checkpoint.items() if key not in RESUME_ONLY_KEYS}
+
+
 def check_checkpoint_compatible(
     checkpoint: Mapping[str, Any], expected: TrainingParams | Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -598,7 +615,8 @@ def train(
         params: :class:`TrainingParams` (or a dict validated into one).
         last_checkpoint: store written after every epoch; resumed from when ``params.resume``
             and it exists.
-        best_checkpoint: store written whenever the monitored validation figure improves.
+        best_checkpoint: store written whenever the monitored validation figure improves,
+            with the served weights only (:func:`served_checkpoint`).
         on_epoch_end: called with the history so far after each epoch (and its checkpoints).
         progress: show progress per epoch with the running training loss (a bar on a
             terminal, log lines otherwise).
@@ -874,7 +892,7 @@ def train(
             if improved:
                 best_state = ckpt["model_state_dict"]
                 if best_checkpoint is not None and rank == 0:
-                    best_checkpoint.save(ckpt)
+                    best_checkpoint.save(served_checkpoint(ckpt))
             if last_checkpoint is not None and rank == 0:
                 last_checkpoint.save(ckpt)
             row = history[-1]
