@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse
+from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse, smooth_log_scores
 
 # Hand numbers, shaped as a (1, 2, 2) volume per view.
 A = np.array([0.2, 0.5, 1.0, 0.0], dtype=np.float32).reshape(1, 2, 2)
@@ -132,3 +132,32 @@ def test_product_of_localized_maps_removes_single_view_artifacts() -> None:
         views.append(view)
     np.testing.assert_array_equal(fuse(views, "product") > 0.3, FRACTURE)
     assert np.count_nonzero((fuse(views, "mean") > 0.3) & ~FRACTURE) > 100
+
+
+def test_log_smoothing_drops_a_one_slice_spike_and_keeps_an_agreed_region() -> None:
+    # A view lifted one voxel on one slice; all views agree on the fracture ball.
+    scores = np.full(SHAPE, 1e-6, dtype=np.float32)
+    scores[FRACTURE] = 0.5
+    spike = (30, 8, 8)
+    scores[spike] = 0.5
+    smoothed = smooth_log_scores(scores, (1.0, 1.0, 1.0))
+    assert smoothed.dtype == np.float32 and smoothed.shape == SHAPE
+    assert smoothed[CENTER] > 0.4  # the region's core keeps its score
+    assert smoothed[spike] < 1e-4  # the lone voxel falls to its surroundings' order
+    # a uniform volume stays as it is; zeros (no window reached) give the floor, not NaN
+    np.testing.assert_allclose(smooth_log_scores(np.full(SHAPE, 0.3), (2, 2, 2)), 0.3, rtol=1e-5)
+    assert np.isfinite(smooth_log_scores(np.zeros(SHAPE), (1, 1, 1))).all()
+
+
+def test_log_smoothing_acts_along_the_given_axes_only() -> None:
+    scores = np.full(SHAPE, 1e-6, dtype=np.float32)
+    scores[20, 20, :] = 0.5  # a line along z
+    smoothed = smooth_log_scores(scores, (0.0, 0.0, 3.0))
+    np.testing.assert_allclose(smoothed[20, 20, 5:-5], 0.5, rtol=1e-4)
+    np.testing.assert_allclose(smoothed[21, 20], 1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("sigma", [(1.0, 1.0), (1.0, -1.0, 1.0)])
+def test_log_smoothing_needs_a_sigma_per_axis(sigma) -> None:
+    with pytest.raises(ValueError, match="one non-negative value per axis"):
+        smooth_log_scores(np.zeros(SHAPE), sigma)

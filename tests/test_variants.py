@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import nibabel as nib
+import numpy as np
 import pytest
 from kedro.config import OmegaConfigLoader
 
 from tests.kedro_project import ROOT
+from vertebral_fracture.fusion import smooth_log_scores
 from vertebral_fracture.pipelines import fusion, inference, training
 from vertebral_fracture.pipelines.fusion.nodes import FusionParams, fuse_views
 from vertebral_fracture.pipelines.views import (
@@ -71,3 +74,18 @@ def test_a_variant_without_fusion_methods_is_named():
 def test_pydantic_defaults_are_the_methods():
     defaults = TrainingParams()
     assert defaults.seg_loss == "focal_tversky" and defaults.dropout == 0.2
+
+
+def test_log_smoothing_is_in_millimetres_on_the_scans_grid():
+    # an anisotropic scan: the same mm are 2 voxels in-plane and 1 voxel along z; only the
+    # product is smoothed (the thesis mean stays as published)
+    volume = np.full((15, 15, 15), 1e-3, dtype=np.float32)
+    volume[7, 7, 7] = 0.9
+    image = nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0]))
+    views = [{"c": lambda: image} for _ in range(3)]
+    params = FusionParams(methods={"multitask": ["product", "mean"]}, log_smoothing_mm=2.0)
+    outputs = fuse_views(*views, params, variant="multitask")
+    product = np.asarray(outputs["multitask_product/c"]().dataobj)
+    np.testing.assert_allclose(product, smooth_log_scores(volume**3, (2.0, 2.0, 1.0)), rtol=1e-5)
+    assert product[7, 7, 7] < 0.9**3 / 10  # the lone peak was pooled with its neighbours
+    np.testing.assert_allclose(np.asarray(outputs["multitask_mean/c"]().dataobj), volume)

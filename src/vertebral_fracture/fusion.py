@@ -9,6 +9,11 @@ when every view agrees, which removes artifacts that appear in a single view (an
 the slab/cross artifacts of slice-level class maps). ``mean`` is the thesis
 baseline; ``geometric_mean``, ``minimum`` and ``maximum`` are ablations.
 
+The product's evidence is then pooled over a few neighbouring voxels in the log domain
+(``smooth_log_scores``): each view predicts its slices one by one, so across its slices a
+score jumps, and a local geometric mean keeps a region all views agree on while a voxel that
+one slice lifted falls back.
+
 Fusion is memory-bound: every method allocates exactly one float32 output and
 accumulates into it with ``out=`` so no float64 promotion or temporary volume is made.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 FusionFn = Callable[[Sequence[np.ndarray]], np.ndarray]
 
@@ -100,6 +106,37 @@ FUSION_METHODS: dict[str, FusionFn] = {
     "minimum": fuse_minimum,
     "maximum": fuse_maximum,
 }
+
+
+#: Fusions that add the views' log scores, so smoothing their log is smoothing evidence.
+LOG_DOMAIN_METHODS = ("product", "geometric_mean")
+#: Scores below this count as this in the log domain: a zero (no window reached the voxel)
+#: would be -inf, and the product of three views' real scores stays above it.
+LOG_SCORE_FLOOR = 1e-12
+
+
+def smooth_log_scores(volume: np.ndarray, sigma_voxels: Sequence[float]) -> np.ndarray:
+    """Local geometric mean of a score volume: a Gaussian over its log scores.
+
+    Args:
+        volume: ``(X, Y, Z)`` scores in [0, 1], e.g. a product fusion.
+        sigma_voxels: the Gaussian's standard deviation per axis, in voxels (a length in mm
+            divided by the volume's voxel size, so scans of any spacing get the same extent).
+
+    Returns:
+        A new float32 volume of ``volume``'s shape in [``LOG_SCORE_FLOOR``, 1]. For the
+        product of views this is the product of each view's smoothed log score, and the
+        order of voxels within a uniform region is kept.
+    """
+    if len(sigma_voxels) != np.ndim(volume) or any(s < 0 for s in sigma_voxels):
+        raise ValueError(
+            f"sigma_voxels must hold one non-negative value per axis of the "
+            f"{np.ndim(volume)}-D volume, got {tuple(sigma_voxels)}"
+        )
+    log_scores = np.maximum(volume, LOG_SCORE_FLOOR, dtype=np.float32)
+    np.log(log_scores, out=log_scores)
+    smoothed = ndimage.gaussian_filter(log_scores, sigma=tuple(sigma_voxels), output=np.float32)
+    return np.exp(smoothed, out=smoothed)
 
 
 def fuse(volumes: Sequence[np.ndarray], method: str = "product") -> np.ndarray:

@@ -16,7 +16,13 @@ from vertebral_fracture.evaluation import (
     choose_voxel_thresholds,
 )
 from vertebral_fracture.findings import voxel_volume_mm3, youden_threshold
-from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse
+from vertebral_fracture.fusion import (
+    FUSION_METHODS,
+    LOG_DOMAIN_METHODS,
+    binarize,
+    fuse,
+    smooth_log_scores,
+)
 from vertebral_fracture.metrics import ground_truth_lesions
 from vertebral_fracture.pipelines.views import VIEWS
 from vertebral_fracture.vertebrae import fractured_vertebrae, vertebra_scores
@@ -32,6 +38,12 @@ class FusionParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     views: list[str] = Field(default_factory=lambda: list(VIEWS), min_length=1)
     methods: dict[str, list[str]]
+    log_smoothing_mm: float = Field(
+        1.25,
+        ge=0.0,
+        description="Gaussian sigma (mm) over the log scores of the product and geometric-mean "
+        "fusions (fusion.smooth_log_scores); 0: none",
+    )
 
     @field_validator("views")
     @classmethod
@@ -74,6 +86,9 @@ def fuse_views(
     def fused(case_id: str, method: str) -> nib.Nifti1Image:
         images = [view[case_id]() for view in views]
         volume = fuse([np.asanyarray(image.dataobj, dtype=np.float32) for image in images], method)
+        if method in LOG_DOMAIN_METHODS and params.log_smoothing_mm > 0:
+            zooms = np.asarray(images[0].header.get_zooms()[:3], dtype=float)
+            volume = smooth_log_scores(volume, params.log_smoothing_mm / zooms)
         return nib.Nifti1Image(volume, images[0].affine, images[0].header)
 
     return {
