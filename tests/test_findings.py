@@ -143,6 +143,6 @@ def test_case_summary_answers_what_was_found():
         "case": "a",
         "ground truth": "L1",
         "p: vertebrae": "L1 (0.9, grade 2)",
-        "p: lesions": "1 of 2 at the operating point; strongest 420 mm³ at L1 (max 0.9)",
+        "p: lesions": "1 marked of 2 candidates; strongest 420 mm³ at L1 (max 0.9)",
     }
     assert b["p: lesions"] == "none" and b["ground truth"] == "-"

@@ -21,6 +21,7 @@ import yaml
 from tests.conftest import PATIENT_NAME, REAL_CT, REAL_CT_VERTEBRAE, write_series_as_archived
 from tests.kedro_project import ROOT, VARIANTS, make_tiny_project, run_pipeline
 from vertebral_fracture.findings import LESION_COLUMNS, VERTEBRA_COLUMNS
+from vertebral_fracture.fusion import smooth_log_scores
 from vertebral_fracture.pipelines.views import VIEWS
 from vertebral_fracture.vertebrae import level_names
 
@@ -120,7 +121,11 @@ def test_fusion_outputs_and_validation_thresholds(project):
         ).get_fdata()
         for v in VIEWS
     ]
-    np.testing.assert_allclose(fused.get_fdata(), np.prod(views, axis=0), rtol=1e-5, atol=1e-12)
+    # the product of the views, its evidence pooled over the configured mm in the log domain
+    fusion = yaml.safe_load((project / "conf/base/parameters_fusion.yml").read_text())["fusion"]
+    sigma = fusion["log_smoothing_mm"] / np.asarray(fused.header.get_zooms()[:3])
+    expected = smooth_log_scores(np.prod(views, axis=0).astype(np.float32), sigma)
+    np.testing.assert_allclose(fused.get_fdata(), expected, rtol=1e-4)
     labels = nib.load(
         project / f"data/07_model_output/label_maps/multitask_product/{test_case['case_id']}.nii.gz"
     )

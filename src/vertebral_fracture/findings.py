@@ -335,7 +335,7 @@ def case_summary(
             marked = sum(les["max_probability"] >= thresholds[method] for les in found)
             row[f"{method}: vertebrae"] = ", ".join(called) or "-"
             row[f"{method}: lesions"] = (
-                f"{marked} of {len(found)} at the operating point; strongest "
+                f"{marked} marked of {len(found)} candidates; strongest "
                 f"{strongest['volume_mm3']:.0f} mm³"
                 + (f" at {strongest['vertebra']}" if strongest["vertebra"] else "")
                 + f" (max {strongest['max_probability']:.2g})"

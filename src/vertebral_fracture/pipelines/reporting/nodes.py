@@ -468,9 +468,9 @@ def render_html_report(
         "'best-on-test' F1 picks its threshold on the test cases themselves and is optimistic.",
         f"Proposed: {params.proposed}; thesis baseline: {params.baseline}. Bloat = predicted "
         "volume / ground-truth volume at the threshold.",
-        "Lesions 'k of n at the operating point': of a method's n lesion candidates (which "
-        "FROC ranks by their peak), the k whose peak reaches its validation voxel threshold, "
-        "so that they show in its label map.",
+        "Lesions 'k marked of n candidates': of a method's n lesion candidates (which FROC "
+        "ranks by their peak), the k whose peak reaches its validation voxel threshold, so "
+        "that they are marked in its label map.",
     ]
     return render_report(
         title="Vertebral fracture detection: proposed vs thesis baseline",
