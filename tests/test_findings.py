@@ -131,6 +131,7 @@ def test_case_summary_answers_what_was_found():
     lesions = [
         {"case": "a", "method": "p", "volume_mm3": 420.0, "vertebra": "L1", "max_probability": 0.9},
         {"case": "a", "method": "p", "volume_mm3": 8.0, "vertebra": "", "max_probability": 0.4},
+        {"case": "c", "method": "p", "volume_mm3": 30.0, "vertebra": "T12", "max_probability": 0.2},
     ]
     vertebrae = [
         {"case": "a", "method": "p", "vertebra": "L1", "fracture_probability": 0.9,
@@ -138,7 +139,7 @@ def test_case_summary_answers_what_was_found():
         {"case": "a", "method": "p", "vertebra": "L2", "fracture_probability": 0.1,
          "fractured": 0, "grade": 0, "ground_truth": 0},
     ]  # fmt: skip
-    (a, b) = case_summary(["a", "b"], lesions, vertebrae, ["p"], {"p": 0.5})
+    (a, b, c) = case_summary(["a", "b", "c"], lesions, vertebrae, ["p"], {"p": 0.5})
     assert a == {
         "case": "a",
         "ground truth": "L1",
@@ -146,3 +147,4 @@ def test_case_summary_answers_what_was_found():
         "p: lesions": "1 marked of 2 candidates; strongest 420 mm³ at L1 (max 0.9)",
     }
     assert b["p: lesions"] == "none" and b["ground truth"] == "-"
+    assert c["p: lesions"] == "0 marked of 1 candidate; strongest 30 mm³ at T12 (max 0.2)"

@@ -381,6 +381,9 @@ def report(case, mip_fig):
 
 def test_report_opens_with_what_was_found(report):
     assert report.index("What was found") < report.index("<h2>Summary")
+    # its cells are sentences: the table is read left-aligned, unlike the figures' tables
+    findings = report[report.index('id="findings"') : report.index('id="summary"')]
+    assert 'data text"' in findings and 'data text"' not in report.replace(findings, "")
 
 
 def test_vertebra_findings_figure_names_levels_and_marks_fractures():

@@ -333,9 +333,10 @@ def case_summary(
             found = [les for les in lesions if les["case"] == case and les["method"] == method]
             strongest = max(found, key=lambda les: les["max_probability"], default=None)
             marked = sum(les["max_probability"] >= thresholds[method] for les in found)
+            candidates = "candidate" if len(found) == 1 else "candidates"
             row[f"{method}: vertebrae"] = ", ".join(called) or "-"
             row[f"{method}: lesions"] = (
-                f"{marked} marked of {len(found)} candidates; strongest "
+                f"{marked} marked of {len(found)} {candidates}; strongest "
                 f"{strongest['volume_mm3']:.0f} mm³"
                 + (f" at {strongest['vertebra']}" if strongest["vertebra"] else "")
                 + f" (max {strongest['max_probability']:.2g})"

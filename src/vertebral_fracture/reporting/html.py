@@ -50,7 +50,8 @@ table.data{border-collapse:collapse;font-size:0.88em;margin:0.5em 0;
 font-variant-numeric:tabular-nums}
 table.data th,table.data td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 table.data th{background:#eef3f8}table.data tbody tr:nth-child(even){background:#fafafa}
-table.data td:first-child,table.data th:first-child{text-align:left}
+table.data td:first-child,table.data th:first-child,table.text td,table.text th{
+text-align:left}
 figure{margin:1em 0;padding:0.5em;border:1px solid #ddd;border-radius:4px;background:#fff}
 figure img{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{font-size:0.9em;color:#444;margin-top:0.3em}
@@ -96,11 +97,12 @@ def _fmt(value: Any) -> str:
     return s if len(s) <= 200 else s[:197] + "..."
 
 
-def _df_html(df: pd.DataFrame, *, index: bool = True) -> str:
+def _df_html(df: pd.DataFrame, *, index: bool = True, text: bool = False) -> str:
+    """``df`` as an HTML table; ``text``: its cells are words, read left-aligned."""
     return df.to_html(
         escape=True,
         border=0,
-        classes="data",
+        classes="data text" if text else "data",
         index=index,
         na_rep="–",
         float_format=lambda v: f"{v:.4g}",
@@ -251,7 +253,7 @@ def render_report(
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, body html)
 
     if findings is not None and len(findings):
-        body = _df_html(findings, index=False)
+        body = _df_html(findings, index=False, text=True)
         sections.append(("findings", "What was found", f'<div class="scroll">{body}</div>'))
 
     if summary_table is not None:
