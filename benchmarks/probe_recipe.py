@@ -2,9 +2,10 @@
 
 Trains the proposed model of each view on the bench's training cases with the bench schedule
 plus JSON overrides of its training parameters, one seed, and prints the voxel PR-AUC of each
-view and of their product on the bench's validation cases (canonical grid). Needs the bench's
-data: `kedro run --env bench --pipelines data_processing` first. Single seeds swing by about
-0.1 on 8 validation cases: a probe points, the bench (3 seeds, 30 test cases) decides.
+view and of their product (pooled as the fusion pipeline does) on the bench's validation
+cases (canonical grid). Needs the bench's data: `kedro run --env bench --pipelines
+data_processing` first. Single seeds swing by about 0.1 on 8 validation cases: a probe
+points, the bench (3 seeds, 30 test cases) decides.
 
     .venv/bin/python benchmarks/probe_recipe.py '{}' --seed 1
     .venv/bin/python benchmarks/probe_recipe.py '{"steps_per_epoch": 150}' --seed 1
@@ -27,7 +28,7 @@ def probe(overrides: dict, seed: int, views: list[str]) -> dict:
     """Validation voxel PR-AUC per view and of the product fusion for one recipe and seed."""
     import numpy as np
 
-    from vertebral_fracture.fusion import fuse
+    from vertebral_fracture.fusion import fuse, smooth_log_scores
     from vertebral_fracture.inference import predict_volume
     from vertebral_fracture.metrics import ScoreHistogram, average_precision
     from vertebral_fracture.pipelines.training.nodes import load_split
@@ -62,10 +63,13 @@ def probe(overrides: dict, seed: int, views: list[str]) -> dict:
         result[view] = average_precision(histogram)
         result[f"{view}_train_s"] = round(time.perf_counter() - start, 1)
         print(view, round(result[view], 3), flush=True)
-    if len(views) > 1:
+    if len(views) > 1:  # the proposed fusion, as the fusion pipeline computes it
+        spacing = np.asarray(context.params["data_processing"]["spacing_mm"], dtype=float)
+        sigma = context.params["fusion"]["log_smoothing_mm"] / spacing
         histogram = ScoreHistogram()
         for case_id, case_volumes in volumes.items():
-            histogram.update(fuse(case_volumes, "product").ravel(), truth[case_id].ravel())
+            product = smooth_log_scores(fuse(case_volumes, "product"), sigma)
+            histogram.update(product.ravel(), truth[case_id].ravel())
         result["product"] = average_precision(histogram)
         print("product", round(result["product"], 3), flush=True)
     return result
