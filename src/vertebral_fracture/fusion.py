@@ -111,7 +111,7 @@ FUSION_METHODS: dict[str, FusionFn] = {
 #: Fusions that add the views' log scores, so smoothing their log is smoothing evidence.
 LOG_DOMAIN_METHODS = ("product", "geometric_mean")
 #: Scores below this count as this in the log domain: a zero (no window reached the voxel)
-#: would be -inf, and the product of three views' real scores stays above it.
+#: would be -inf and veto its whole neighbourhood; 1e-12 is three views at 1e-4 each.
 LOG_SCORE_FLOOR = 1e-12
 
 
@@ -125,8 +125,7 @@ def smooth_log_scores(volume: np.ndarray, sigma_voxels: Sequence[float]) -> np.n
 
     Returns:
         A new float32 volume of ``volume``'s shape in [``LOG_SCORE_FLOOR``, 1]. For the
-        product of views this is the product of each view's smoothed log score, and the
-        order of voxels within a uniform region is kept.
+        product of views this equals the product of each view's smoothed log score.
     """
     if len(sigma_voxels) != np.ndim(volume) or any(s < 0 for s in sigma_voxels):
         raise ValueError(
