@@ -28,7 +28,7 @@ def probe(overrides: dict, seed: int, views: list[str]) -> dict:
     """Validation voxel PR-AUC per view and of the product fusion for one recipe and seed."""
     import numpy as np
 
-    from vertebral_fracture.fusion import fuse, smooth_log_scores
+    from vertebral_fracture.fusion import fuse, pool_log_evidence
     from vertebral_fracture.inference import predict_volume
     from vertebral_fracture.metrics import ScoreHistogram, average_precision
     from vertebral_fracture.pipelines.training.nodes import load_split
@@ -64,11 +64,11 @@ def probe(overrides: dict, seed: int, views: list[str]) -> dict:
         result[f"{view}_train_s"] = round(time.perf_counter() - start, 1)
         print(view, round(result[view], 3), flush=True)
     if len(views) > 1:  # the proposed fusion, as the fusion pipeline computes it
-        spacing = np.asarray(context.params["data_processing"]["spacing_mm"], dtype=float)
-        sigma = context.params["fusion"]["log_smoothing_mm"] / spacing
+        sigma_mm = context.params["fusion"]["log_smoothing_mm"]
+        spacing = context.params["data_processing"]["spacing_mm"]
         histogram = ScoreHistogram()
         for case_id, case_volumes in volumes.items():
-            product = smooth_log_scores(fuse(case_volumes, "product"), sigma)
+            product = pool_log_evidence(fuse(case_volumes, "product"), "product", sigma_mm, spacing)
             histogram.update(product.ravel(), truth[case_id].ravel())
         result["product"] = average_precision(histogram)
         print("product", round(result["product"], 3), flush=True)

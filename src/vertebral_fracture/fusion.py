@@ -138,6 +138,18 @@ def smooth_log_scores(volume: np.ndarray, sigma_voxels: Sequence[float]) -> np.n
     return np.exp(smoothed, out=smoothed)
 
 
+def pool_log_evidence(
+    volume: np.ndarray, method: str, sigma_mm: float, voxel_size_mm: Sequence[float]
+) -> np.ndarray:
+    """A fused volume with its evidence pooled over ``sigma_mm`` (``smooth_log_scores``) when
+    ``method`` fuses in the log domain (``LOG_DOMAIN_METHODS``) and ``sigma_mm > 0``; else
+    ``volume`` itself. ``voxel_size_mm``: the volume's voxel size per axis, which turns the
+    millimetres into voxels, so scans of any spacing get the same extent."""
+    if method not in LOG_DOMAIN_METHODS or sigma_mm <= 0:
+        return volume
+    return smooth_log_scores(volume, sigma_mm / np.asarray(voxel_size_mm, dtype=float))
+
+
 def fuse(volumes: Sequence[np.ndarray], method: str = "product") -> np.ndarray:
     """Fuse per-view probability volumes with a named method.
 

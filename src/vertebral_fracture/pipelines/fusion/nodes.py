@@ -16,13 +16,7 @@ from vertebral_fracture.evaluation import (
     choose_voxel_thresholds,
 )
 from vertebral_fracture.findings import voxel_volume_mm3, youden_threshold
-from vertebral_fracture.fusion import (
-    FUSION_METHODS,
-    LOG_DOMAIN_METHODS,
-    binarize,
-    fuse,
-    smooth_log_scores,
-)
+from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse, pool_log_evidence
 from vertebral_fracture.metrics import ground_truth_lesions
 from vertebral_fracture.pipelines.views import VIEWS
 from vertebral_fracture.vertebrae import fractured_vertebrae, vertebra_scores
@@ -42,7 +36,7 @@ class FusionParams(BaseModel):
         1.25,
         ge=0.0,
         description="Gaussian sigma (mm) over the log scores of the product and geometric-mean "
-        "fusions (fusion.smooth_log_scores); 0: none",
+        "fusions (fusion.pool_log_evidence); 0: none",
     )
 
     @field_validator("views")
@@ -86,9 +80,9 @@ def fuse_views(
     def fused(case_id: str, method: str) -> nib.Nifti1Image:
         images = [view[case_id]() for view in views]
         volume = fuse([np.asanyarray(image.dataobj, dtype=np.float32) for image in images], method)
-        if method in LOG_DOMAIN_METHODS and params.log_smoothing_mm > 0:
-            zooms = np.asarray(images[0].header.get_zooms()[:3], dtype=float)
-            volume = smooth_log_scores(volume, params.log_smoothing_mm / zooms)
+        volume = pool_log_evidence(
+            volume, method, params.log_smoothing_mm, images[0].header.get_zooms()[:3]
+        )
         return nib.Nifti1Image(volume, images[0].affine, images[0].header)
 
     return {
