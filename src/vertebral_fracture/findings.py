@@ -58,6 +58,7 @@ VERTEBRA_COLUMNS: tuple[str, ...] = (
     "z_mm",
     "fracture_probability",
     "fractured",
+    "called_by",
     "ground_truth",
     "anterior_mm",
     "middle_mm",
@@ -162,6 +163,7 @@ def vertebra_findings(
     convention: str,
     thresholds: Mapping[str, float],
     *,
+    call_grade: int | None = None,
     fracture_mask: np.ndarray | None = None,
 ) -> list[dict]:
     """Every vertebra of one scan under every method: morphometry, score and verdict.
@@ -171,15 +173,22 @@ def vertebra_findings(
         vertebra_labels: (X, Y, Z) integer vertebra label map.
         affine: (4, 4) voxel-to-world (RAS mm) matrix.
         convention: the label map's id convention.
-        thresholds: method -> vertebra score threshold (chosen on validation cases);
-            ``fractured`` is ``fracture_probability >= threshold``.
+        thresholds: method -> vertebra score threshold (chosen on validation cases).
+        call_grade: a vertebra measured at this Genant grade or above (1-3, ``grade``) is
+            called fractured whatever its score: height loss is how radiologists define a
+            compression (Genant 1993), and it does not depend on how the scan looks. None:
+            the score alone.
         fracture_mask: optional ground truth on the same grid: fills ``ground_truth``
             (``vertebrae.fractured_vertebrae``), else it is ``None``.
 
     Returns:
         Dicts with the ``VERTEBRA_COLUMNS`` but ``case``, method by method, each from the
-        skull down.
+        skull down: ``fractured`` is 1 when ``fracture_probability >= threshold`` or the
+        grade reaches ``call_grade``, and ``called_by`` says which ("score", "height",
+        "score+height"; "" when not called).
     """
+    if call_grade is not None and call_grade not in (1, 2, 3):
+        raise ValueError(f"call_grade must be a Genant grade 1-3 or None, got {call_grade!r}")
     voxel_mm3 = voxel_volume_mm3(affine)
     measured = measure_vertebrae(vertebra_labels, affine, convention)
     truth = (
@@ -192,12 +201,18 @@ def vertebra_findings(
         per_label = vertebra_scores(vertebra_labels, volume, voxel_mm3)
         for vertebra in measured:
             score = per_label[vertebra["label"]]
+            grade = vertebra["grade"]
+            called = {
+                "score": score >= thresholds[method],
+                "height": call_grade is not None and grade is not None and grade >= call_grade,
+            }
             rows.append(
                 {
                     "method": method,
                     **vertebra,
                     "fracture_probability": score,
-                    "fractured": int(score >= thresholds[method]),
+                    "fractured": int(any(called.values())),
+                    "called_by": "+".join(by for by, hit in called.items() if hit),
                     "ground_truth": (
                         int(truth[vertebra["label"]]) if vertebra["label"] in truth else None
                     ),
@@ -227,16 +242,18 @@ def vertebra_metrics(
     Args:
         rows: the method's rows of the vertebra table; those with a ``ground_truth`` count
             for the vertebra figures.
-        threshold: the vertebra threshold (chosen on validation cases).
+        threshold: the vertebra threshold (chosen on validation cases), reported.
         patients: labelled scan -> whether its fracture mask holds any fracture; a scan scores
             its highest vertebra (0 without vertebrae).
 
-    Returns ``vertebra_auc`` (ROC AUC over vertebrae), ``vertebra_sensitivity`` and
-    ``vertebra_specificity`` at ``threshold``, ``patient_auc`` (ROC AUC over scans), and the
+    Returns ``vertebra_auc`` (ROC AUC of the score over vertebrae), ``vertebra_sensitivity``
+    and ``vertebra_specificity`` of the call (``fractured``: the score at ``threshold``, or
+    the height loss, ``vertebra_findings``), ``patient_auc`` (ROC AUC over scans), and the
     counts behind them; NaN where a class is missing.
     """
     labelled = [r for r in rows if r["ground_truth"] is not None]
     score = np.array([r["fracture_probability"] for r in labelled], np.float64)
+    called = np.array([bool(r["fractured"]) for r in labelled], dtype=bool)
     truth = np.array([bool(r["ground_truth"]) for r in labelled], dtype=bool)
     best: dict[str, float] = {}
     for r in rows:
@@ -246,10 +263,8 @@ def vertebra_metrics(
     nan = float("nan")
     return {
         "vertebra_auc": _auc(truth, score),
-        "vertebra_sensitivity": float((score[truth] >= threshold).mean()) if truth.any() else nan,
-        "vertebra_specificity": (
-            float((score[~truth] < threshold).mean()) if (~truth).any() else nan
-        ),
+        "vertebra_sensitivity": float(called[truth].mean()) if truth.any() else nan,
+        "vertebra_specificity": float((~called[~truth]).mean()) if (~truth).any() else nan,
         "patient_auc": _auc(case_truth, case_score),
         "vertebrae": int(len(truth)),
         "fractured_vertebrae": int(truth.sum()),
@@ -268,9 +283,9 @@ def detection_by_kind(
             ``fracture_probability``, ``fractured``, ``ground_truth``).
         kinds: (case, vertebra name) -> fracture kind, e.g. from the phantom manifest.
 
-    Returns kind -> ``n`` (its fractured vertebrae), ``sensitivity`` (share flagged
-    ``fractured`` at the validation threshold) and ``auc`` (ROC AUC of these vertebrae
-    against every intact labelled vertebra; NaN without intact ones).
+    Returns kind -> ``n`` (its fractured vertebrae), ``sensitivity`` (share called
+    ``fractured``: by the score at the validation threshold or by height) and ``auc`` (ROC
+    AUC of their scores against every intact labelled vertebra's; NaN without intact ones).
     """
     intact = [float(r["fracture_probability"]) for r in rows if r["ground_truth"] == 0]
     by_kind: dict[str, list[Mapping]] = {}
@@ -304,8 +319,9 @@ def case_summary(
     thresholds: Mapping[str, float],
 ) -> list[dict]:
     """One line per case answering "what was found": for each method the vertebrae it calls
-    fractured (score, Genant grade), how many of its lesion candidates reach its operating
-    point and its strongest lesion, beside the ground truth.
+    fractured (score, Genant grade; "by height" where the grade alone called it), how many of
+    its lesion candidates reach its operating point and its strongest lesion, beside the
+    ground truth.
 
     Args:
         cases: case ids, in the order to show.
@@ -326,6 +342,7 @@ def case_summary(
             called = [
                 f"{v['vertebra']} ({float(v['fracture_probability']):.2g}"
                 + ("" if v["grade"] is None else f", grade {int(v['grade'])}")
+                + (", by height" if v["called_by"] == "height" else "")
                 + ")"
                 for v in vertebrae
                 if v["case"] == case and v["method"] == method and v["fractured"]

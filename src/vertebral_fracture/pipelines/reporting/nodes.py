@@ -48,6 +48,7 @@ from vertebral_fracture.reporting import (
 )
 from vertebral_fracture.slicing import SliceStack
 from vertebral_fracture.training import TrainingParams, load_model_from_checkpoint
+from vertebral_fracture.vertebrae import GRADE_LOSS_MIN
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class ReportingParams(BaseModel):
     proposed: str = "multitask_product"
     baseline: str = "baseline_mean"
     picture_cases: int = Field(3, ge=0)
+    # a vertebra measured at this Genant grade or above is called fractured whatever its
+    # score (``findings.vertebra_findings``); None: the score alone
+    call_grade: int | None = Field(1, ge=1, le=3)
 
 
 def evaluate_methods(
@@ -154,10 +158,12 @@ def tabulate_findings(
     case_index: list[dict],
     candidate_rules: dict[str, dict[str, float]],
     vertebra_thresholds: dict[str, float],
+    params: ReportingParams,
     *fused: LazyImages,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """What each method found in each test case: its lesions and a verdict per vertebra of the
-    case's vertebra map (``findings.lesion_findings``, ``findings.vertebra_findings``).
+    case's vertebra map (``findings.lesion_findings``, ``findings.vertebra_findings``; a
+    vertebra is called by its score or by its height loss, ``reporting.call_grade``).
 
     Returns ``findings.csv`` (one row per lesion), ``vertebrae.csv`` (one row per vertebra and
     method) and both as one JSON document.
@@ -193,7 +199,13 @@ def tabulate_findings(
             vertebrae += [
                 {"case": case_id, **row}
                 for row in vertebra_findings(
-                    scores, labels, affine, convention, vertebra_thresholds, fracture_mask=mask
+                    scores,
+                    labels,
+                    affine,
+                    convention,
+                    vertebra_thresholds,
+                    call_grade=params.call_grade,
+                    fracture_mask=mask,
                 )
             ]
     lesion_table = pd.DataFrame(lesions, columns=list(LESION_COLUMNS))
@@ -471,6 +483,15 @@ def render_html_report(
         "Lesions 'k marked of n candidates': of a method's n lesion candidates (which FROC "
         "ranks by their peak), the k whose peak reaches its validation voxel threshold, so "
         "that they are marked in its label map.",
+        "Vertebrae are called fractured by their score (at the threshold chosen on validation "
+        "cases)"
+        + (
+            f" or, 'by height', at Genant grade {params.call_grade} or above (a height loss of "
+            f"{GRADE_LOSS_MIN[params.call_grade - 1]:.0%} or more, measured on the vertebra map)"
+            if params.call_grade
+            else ""
+        )
+        + "; the vertebra AUC ranks their scores.",
     ]
     return render_report(
         title="Vertebral fracture detection: proposed vs thesis baseline",

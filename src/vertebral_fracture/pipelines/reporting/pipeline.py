@@ -28,6 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "case_index",
                     "lesion_candidate_rules",
                     "vertebra_thresholds",
+                    "params:reporting",
                     *fused,
                 ],
                 outputs=["findings_table", "vertebra_table", "findings"],
