@@ -174,10 +174,10 @@ def test_findings_tables_name_the_vertebrae_of_every_test_case(project):
         low, high = corners.min(axis=0) - 1, corners.max(axis=0) + 1
         xyz = rows[["x_mm", "y_mm", "z_mm"]].to_numpy()
         assert ((xyz >= low) & (xyz <= high)).all()
-    # the call: the score at the method's validation threshold, or Genant grade >= 1 (default)
+    # the call: the score at the method's validation threshold, or Genant grade >= 2 (default)
     thresholds = json.loads((project / "data/06_models/vertebra_thresholds.json").read_text())
     by_score = vertebrae["fracture_probability"] >= vertebrae["method"].map(thresholds)
-    by_height = vertebrae["grade"].fillna(0) >= 1
+    by_height = vertebrae["grade"].fillna(0) >= 2
     assert (vertebrae["fractured"] == (by_score | by_height)).all()
     expected = np.select(
         [by_score & by_height, by_score, by_height], ["score+height", "score", "height"], ""
