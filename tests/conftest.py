@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import nibabel as nib
 import numpy as np
@@ -12,6 +14,15 @@ REAL_CT = Path(__file__).parent / "data" / "real_ct" / "lumbar_ct.nii.gz"
 REAL_CT_VERTEBRAE = REAL_CT.with_name("lumbar_ct_vertebrae.nii.gz")
 REAL_SERIES = REAL_CT.with_name("lumbar_ct_dicom")
 PATIENT_NAME = "Qxzvandermeer^Jolanthe"  # in series copies: must never reach a log or report
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """A script of benchmarks/ (not a package) imported as a module, for its functions."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_series_as_archived(folder: Path) -> Path:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ood_factors.py"
+from tests.conftest import benchmark_script
 
 PARAMS = {
     "phantoms": {
@@ -29,10 +26,7 @@ PARAMS = {
 
 @pytest.fixture(scope="module")
 def ood_factors():
-    spec = importlib.util.spec_from_file_location("ood_factors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("ood_factors")
 
 
 def test_each_set_holds_out_one_factor_and_all_is_the_test_set(ood_factors):

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "per_view.py"
+from tests.conftest import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def per_view():
-    spec = importlib.util.spec_from_file_location("per_view", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("per_view")
 
 
 def _loader(array: np.ndarray):
