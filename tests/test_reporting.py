@@ -393,16 +393,16 @@ def test_vertebra_findings_figure_names_levels_and_marks_fractures():
     ct[labels > 0] = 300.0
     rows = [
         {"label": 31, "vertebra": "L1", "fracture_probability": 0.8, "fractured": 1,
-         "grade": 2, "ground_truth": 1},
-        {"label": 30, "vertebra": "L2", "fracture_probability": 0.01, "fractured": 0,
-         "grade": 0, "ground_truth": 0},
+         "called_by": "score", "grade": 2, "ground_truth": 1},
+        {"label": 30, "vertebra": "L2", "fracture_probability": 0.01, "fractured": 1,
+         "called_by": "height", "grade": 2, "ground_truth": 0},
     ]  # fmt: skip
     fig = vertebra_findings_figure(ct, labels, rows, (1.0, 1.0, 1.0), title="case")
     texts = {t.get_gid(): t for t in fig.axes[0].texts if (t.get_gid() or "").startswith("v")}
     assert set(texts) == {"vertebra:L1", "vertebra:L2"}
     assert texts["vertebra:L1"].get_text() == "L1 (0.8, grade 2)  GT"
     assert texts["vertebra:L1"].get_color() == FRACTURED_COLOR
-    assert texts["vertebra:L2"].get_text() == "L2"
+    assert texts["vertebra:L2"].get_text() == "L2 (0.01, grade 2, by height)"
     # L1 above L2 (superior up)
     assert texts["vertebra:L1"].xy[1] > texts["vertebra:L2"].xy[1]
     with pytest.raises(ValueError, match="label map shape"):

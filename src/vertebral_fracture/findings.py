@@ -311,6 +311,15 @@ def _auc(truth: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(truth, score))
 
 
+def call_label(vertebra: Mapping) -> str:
+    """A called vertebra as the report names it: level, score and Genant grade, and "by
+    height" where the grade alone called it, e.g. "L1 (0.37, grade 2)"."""
+    grade = "" if vertebra["grade"] is None else f", grade {int(vertebra['grade'])}"
+    by_height = ", by height" if vertebra["called_by"] == "height" else ""
+    score = float(vertebra["fracture_probability"])
+    return f"{vertebra['vertebra']} ({score:.2g}{grade}{by_height})"
+
+
 def case_summary(
     cases: Sequence[str],
     lesions: Sequence[Mapping],
@@ -340,10 +349,7 @@ def case_summary(
         row = {"case": case, "ground truth": ", ".join(truth) or "-"}
         for method in methods:
             called = [
-                f"{v['vertebra']} ({float(v['fracture_probability']):.2g}"
-                + ("" if v["grade"] is None else f", grade {int(v['grade'])}")
-                + (", by height" if v["called_by"] == "height" else "")
-                + ")"
+                call_label(v)
                 for v in vertebrae
                 if v["case"] == case and v["method"] == method and v["fractured"]
             ]

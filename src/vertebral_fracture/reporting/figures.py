@@ -38,6 +38,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from vertebral_fracture.findings import call_label
 from vertebral_fracture.metrics import FROC_RATES, sensitivity_at
 from vertebral_fracture.slicing import VIEW_AXES
 
@@ -688,14 +689,15 @@ def vertebra_findings_figure(
         ct_hu: (X, Y, Z) CT in HU on a RAS voxel grid (``nib.as_closest_canonical``).
         vertebra_labels: (X, Y, Z) vertebra ids on the same grid.
         vertebrae: one method's rows of the vertebra table (``findings.vertebra_findings``):
-            ``label``, ``vertebra``, ``fracture_probability``, ``fractured``, ``grade`` and
-            ``ground_truth`` (0/1 or ``None``).
+            ``label``, ``vertebra``, ``fracture_probability``, ``fractured``, ``called_by``,
+            ``grade`` and ``ground_truth`` (0/1 or ``None``).
         spacing: voxel spacing (mm) of the grid.
         title: figure title.
 
     A vertebra called fractured is outlined and named in vermillion with its score and
-    Genant grade, the others in white; a green "GT" marks ground-truth fractures. The slice
-    is the one through the median left-right position of the labelled bone.
+    Genant grade (``findings.call_label``), the others in white; a green "GT" marks
+    ground-truth fractures. The slice is the one through the median left-right position of
+    the labelled bone.
     """
     sp = _check_spacing(spacing)
     ct = np.asarray(ct_hu, dtype=np.float32)
@@ -720,10 +722,7 @@ def vertebra_findings_figure(
         _contour(ax, inside, extent, color, 1.3 if called else 0.6)
         v_rows, h_cols = np.nonzero(inside)
         h_mm, v_mm = h_cols.mean() * sp[view.h_axis], v_rows.mean() * sp[view.v_axis]
-        text = str(row["vertebra"])
-        if called:
-            grade = "" if row["grade"] is None else f", grade {int(row['grade'])}"
-            text += f" ({float(row['fracture_probability']):.2g}{grade})"
+        text = call_label(row) if called else str(row["vertebra"])
         if row.get("ground_truth"):
             text += "  GT"
         ax.annotate(
