@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from vertebral_fracture.metrics import lesion_candidates
 from vertebral_fracture.vertebrae import (
+    GRADE_LOSS_MIN,
     fractured_vertebrae,
     grown_box,
     level_names,
@@ -187,8 +188,10 @@ def vertebra_findings(
         grade reaches ``call_grade``, and ``called_by`` says which ("score", "height",
         "score+height"; "" when not called).
     """
-    if call_grade is not None and call_grade not in (1, 2, 3):
-        raise ValueError(f"call_grade must be a Genant grade 1-3 or None, got {call_grade!r}")
+    if call_grade is not None and not 1 <= call_grade <= len(GRADE_LOSS_MIN):
+        raise ValueError(
+            f"call_grade must be a Genant grade 1-{len(GRADE_LOSS_MIN)} or None, got {call_grade!r}"
+        )
     voxel_mm3 = voxel_volume_mm3(affine)
     measured = measure_vertebrae(vertebra_labels, affine, convention)
     truth = (

@@ -64,7 +64,7 @@ class ReportingParams(BaseModel):
     picture_cases: int = Field(3, ge=0)
     # a vertebra measured at this Genant grade or above is called fractured whatever its
     # score (``findings.vertebra_findings``); None: the score alone
-    call_grade: int | None = Field(2, ge=1, le=3)
+    call_grade: int | None = Field(2, ge=1, le=len(GRADE_LOSS_MIN))
 
 
 def evaluate_methods(
