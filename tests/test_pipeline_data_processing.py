@@ -135,6 +135,28 @@ def test_intact_twins_train_beside_their_cases_and_leave_the_split_alone():
     assert all(r["split"] == "train" and r["fracture_voxels"] == 0 for r in twins.values())
 
 
+def test_training_only_cases_train_and_leave_validation_and_test_alone():
+    params = DataProcessingParams(split={"train": 0.5, "val": 0.25, "test": 0.25})
+
+    def index(extra: int) -> dict[str, dict]:
+        phantoms = TINY_PHANTOMS.model_copy(
+            update={"training_only_cases": extra, "intact_twins": True}
+        )
+        scans, manifest, _ = generate_phantoms(phantoms)
+        raw = {f"{name}.nii.gz": (lambda image=image: image) for name, image in scans.items()}
+        return {r["case_id"]: r for r in index_cases(raw, manifest, "raw", params)}
+
+    plain, more = index(0), index(4)
+    added = more.keys() - plain.keys()
+    assert {c for c in added if not c.endswith("_intact")} == {
+        f"phantom_{i:04d}" for i in range(8, 12)
+    }
+    assert all(more[case]["split"] == "train" for case in added)
+    assert {c: r["split"] for c, r in more.items() if c in plain} == {
+        c: r["split"] for c, r in plain.items()
+    }
+
+
 def test_the_preview_sheet_shows_drawn_cases_not_their_twins():
     every_case_fractured = TINY_PHANTOMS.model_copy(
         update={"n_cases": 4, "fracture_free_fraction": 0.0, "intact_twins": True}

@@ -122,6 +122,9 @@ class PhantomSetParams(BaseModel):
     # each fractured case also drawn without its fractures (``generate_phantom_set``): pairs
     # that differ only in the fracture, for training (``TrainingParams.twin_negative_fraction``)
     intact_twins: bool = False
+    # cases drawn after the ``n_cases`` (seeds continue) that only ever train: more varied
+    # training data while validation and test stay the cases the first ``n_cases`` split into
+    training_only_cases: int = Field(default=0, ge=0)
     appearance: PhantomAppearance = Field(default_factory=PhantomAppearance)
 
     @field_validator("shape")

@@ -78,7 +78,8 @@ class Phantom:
     (levels whose centre is in view, patient size, their mean trabecular HU, scanner settings)
     and its sagittal profile (the whole spine's Cobb angles of lordosis L1-S1 and kyphosis
     T4-T12 and its sacral slope, in degrees, whatever the field shows). An intact twin
-    (``twin_of`` names its fractured case) is that case drawn without its fractures.
+    (``twin_of`` names its fractured case) is that case drawn without its fractures; a
+    ``training_only`` case (``PhantomSetParams.training_only_cases``) never validates or tests.
     """
 
     case_id: str
@@ -91,6 +92,7 @@ class Phantom:
     appearance: dict
     vertebra_labels: nib.Nifti1Image
     twin_of: str | None = None
+    training_only: bool = False
 
 
 @dataclass
@@ -571,17 +573,21 @@ def generate_phantom(
 
 
 def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
-    """Generate ``params.n_cases`` cases; case ``i`` uses seed ``params.seed + i``.
+    """Generate ``params.n_cases`` cases, then ``params.training_only_cases`` marked
+    ``training_only``; case ``i`` uses seed ``params.seed + i``, so adding training-only
+    cases leaves the first ``n_cases`` as they were.
 
     With ``params.intact_twins`` each case with a fracture in view is followed by its intact
     twin ``<case>_intact`` (``generate_phantom``'s ``twin_of``).
     """
     phantoms = []
-    for i in Progress(range(params.n_cases), desc="phantoms", unit="case"):
+    total = params.n_cases + params.training_only_cases
+    for i in Progress(range(total), desc="phantoms", unit="case"):
         case_id, seed = f"{params.case_prefix}_{i:04d}", params.seed + i
-        phantoms.append(generate_phantom(case_id, seed, params))
-        if params.intact_twins and any(f["voxels"] for f in phantoms[-1].fractures):
-            phantoms.append(
-                generate_phantom(f"{case_id}{TWIN_SUFFIX}", seed, params, twin_of=case_id)
-            )
+        drawn = [generate_phantom(case_id, seed, params)]
+        if params.intact_twins and any(f["voxels"] for f in drawn[0].fractures):
+            drawn.append(generate_phantom(f"{case_id}{TWIN_SUFFIX}", seed, params, twin_of=case_id))
+        for phantom in drawn:
+            phantom.training_only = i >= params.n_cases
+        phantoms += drawn
     return phantoms

@@ -59,6 +59,7 @@ def generate_phantoms(
             "distractors": p.distractors,
             "appearance": p.appearance,
             "twin_of": p.twin_of,
+            "training_only": p.training_only,
         }
         for p in phantoms
     ]
@@ -72,19 +73,26 @@ def index_cases(
     """Find, validate and split (train/val/test) every case of the scan folder before any work.
 
     ``phantom_manifest`` orders phantom generation before discovery (the default scan folder
-    holds the phantoms) and marks which cases are synthetic and which are intact twins. A twin
-    joins its fractured case when that one trains (``twin_of`` names it) and is left out
-    otherwise: validation and test sets are those drawn without twins.
+    holds the phantoms) and marks which cases are synthetic, which are intact twins and which
+    only train. A twin joins its fractured case when that one trains (``twin_of`` names it)
+    and is left out otherwise; training-only cases train. Validation and test sets are thus
+    those the other cases split into, whatever twins and training-only cases are added.
     """
     synthetic = {entry["case_id"] for entry in phantom_manifest}
     records = _validated_records(raw_scans, raw_dir, params, synthetic)
     found = {r.case_id for r in records}
     twin_of = {e["case_id"]: e["twin_of"] for e in phantom_manifest if e.get("twin_of")}
     twin_of = {twin: case for twin, case in twin_of.items() if twin in found}
+    training_only = {e["case_id"] for e in phantom_manifest if e.get("training_only")}
     split = params.split
     fractions = {"train": split.train, "val": split.val, "test": split.test}
-    drawn = {r.case_id: r.fracture_voxels for r in records if r.case_id not in twin_of}
+    drawn = {
+        r.case_id: r.fracture_voxels
+        for r in records
+        if r.case_id not in twin_of and r.case_id not in training_only
+    }
     assignment = split_cases(drawn, fractions, split.seed)
+    assignment |= {case: "train" for case in training_only & found if case not in twin_of}
     twins = [
         r for r in records if r.case_id in twin_of and assignment.get(twin_of[r.case_id]) == "train"
     ]
