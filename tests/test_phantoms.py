@@ -276,6 +276,26 @@ def test_set_uses_consecutive_seeds_and_prefix():
     np.testing.assert_array_equal(cases[1].ct.get_fdata(), single.ct.get_fdata())
 
 
+def test_training_only_cases_follow_the_set_and_draw_from_their_own_ranges():
+    upper_thoracic = {"levels": ("T2", "T4")}
+    params = _params(n_cases=2, training_only_cases=2, training_only_appearance=upper_thoracic)
+    cases = generate_phantom_set(params)
+    assert [p.training_only for p in cases] == [False, False, True, True]
+    alone = generate_phantom_set(params.model_copy(update={"training_only_cases": 0}))
+    for case, same in zip(cases, alone, strict=False):
+        np.testing.assert_array_equal(case.ct.get_fdata(), same.ct.get_fdata())
+    thoracic = {f"T{i}" for i in range(1, 9)}
+    for case in cases:
+        levels = set(case.appearance["levels"])
+        assert (levels <= thoracic) == case.training_only, (case.case_id, levels)
+
+
+@pytest.mark.parametrize("ranges", [{"levels": ("L5", "T9")}, {"noise": (5.0, 10.0)}])
+def test_invalid_training_only_ranges_are_rejected_with_the_set(ranges):
+    with pytest.raises(ValidationError):
+        _params(training_only_cases=1, training_only_appearance=ranges)
+
+
 def test_intact_twins_differ_from_their_fractured_case_only_at_the_fractured_vertebrae():
     cases = generate_phantom_set(_params(n_cases=6, seed=3, intact_twins=True))
     fractured = [p for p in cases if any(f["voxels"] for f in p.fractures)]

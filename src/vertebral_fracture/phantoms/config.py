@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .anatomy import LEVELS
 
@@ -122,10 +131,26 @@ class PhantomSetParams(BaseModel):
     # each fractured case also drawn without its fractures (``generate_phantom_set``): pairs
     # that differ only in the fracture, for training (``TrainingParams.twin_negative_fraction``)
     intact_twins: bool = False
-    # cases drawn after the ``n_cases`` (seeds continue) that only ever train: more varied
-    # training data while validation and test stay the cases the first ``n_cases`` split into
-    training_only_cases: int = Field(default=0, ge=0)
     appearance: PhantomAppearance = Field(default_factory=PhantomAppearance)
+    # cases drawn after the ``n_cases`` (seeds continue) that only ever train, from
+    # ``appearance`` with these ranges replaced (e.g. other ``levels``): wider training data
+    # while validation and test stay the cases the first ``n_cases`` split into
+    training_only_cases: int = Field(default=0, ge=0)
+    training_only_appearance: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _training_only_ranges_valid(self) -> PhantomSetParams:
+        self.training_only_params()  # unknown names and bad ranges fail here, not mid-run
+        return self
+
+    def training_only_params(self) -> PhantomSetParams:
+        """These parameters with the training-only cases' appearance."""
+        if not self.training_only_appearance:
+            return self
+        appearance = PhantomAppearance(
+            **{**self.appearance.model_dump(), **self.training_only_appearance}
+        )
+        return self.model_copy(update={"appearance": appearance, "training_only_appearance": {}})
 
     @field_validator("shape")
     @classmethod

@@ -574,8 +574,8 @@ def generate_phantom(
 
 def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
     """Generate ``params.n_cases`` cases, then ``params.training_only_cases`` marked
-    ``training_only``; case ``i`` uses seed ``params.seed + i``, so adding training-only
-    cases leaves the first ``n_cases`` as they were.
+    ``training_only`` (drawn from ``params.training_only_params()``); case ``i`` uses seed
+    ``params.seed + i``, so adding training-only cases leaves the first ``n_cases`` alone.
 
     With ``params.intact_twins`` each case with a fracture in view is followed by its intact
     twin ``<case>_intact`` (``generate_phantom``'s ``twin_of``).
@@ -584,10 +584,13 @@ def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
     total = params.n_cases + params.training_only_cases
     for i in Progress(range(total), desc="phantoms", unit="case"):
         case_id, seed = f"{params.case_prefix}_{i:04d}", params.seed + i
-        drawn = [generate_phantom(case_id, seed, params)]
+        training_only = i >= params.n_cases
+        drawn_from = params.training_only_params() if training_only else params
+        drawn = [generate_phantom(case_id, seed, drawn_from)]
         if params.intact_twins and any(f["voxels"] for f in drawn[0].fractures):
-            drawn.append(generate_phantom(f"{case_id}{TWIN_SUFFIX}", seed, params, twin_of=case_id))
+            twin_id = f"{case_id}{TWIN_SUFFIX}"
+            drawn.append(generate_phantom(twin_id, seed, drawn_from, twin_of=case_id))
         for phantom in drawn:
-            phantom.training_only = i >= params.n_cases
+            phantom.training_only = training_only
         phantoms += drawn
     return phantoms
