@@ -276,24 +276,37 @@ def test_set_uses_consecutive_seeds_and_prefix():
     np.testing.assert_array_equal(cases[1].ct.get_fdata(), single.ct.get_fdata())
 
 
-def test_training_only_cases_follow_the_set_and_draw_from_their_own_ranges():
-    upper_thoracic = {"levels": ("T2", "T4")}
-    params = _params(n_cases=2, training_only_cases=2, training_only_appearance=upper_thoracic)
+def test_training_only_cases_follow_the_set_and_draw_from_their_own_parameters():
+    extra = {"n_cases": 2, "spacing_mm": (2.0, 2.0, 3.0), "appearance": {"levels": ("T2", "T4")}}
+    params = _params(n_cases=2, training_only=extra)
     cases = generate_phantom_set(params)
     assert [p.training_only for p in cases] == [False, False, True, True]
-    alone = generate_phantom_set(params.model_copy(update={"training_only_cases": 0}))
+    assert [p.case_id[-4:] for p in cases] == ["0000", "0001", "0002", "0003"]
+    alone = generate_phantom_set(params.model_copy(update={"training_only": {}}))
     for case, same in zip(cases, alone, strict=False):
         np.testing.assert_array_equal(case.ct.get_fdata(), same.ct.get_fdata())
     thoracic = {f"T{i}" for i in range(1, 9)}
     for case in cases:
         levels = set(case.appearance["levels"])
         assert (levels <= thoracic) == case.training_only, (case.case_id, levels)
+        z_mm = nib.as_closest_canonical(case.ct).header.get_zooms()[2]
+        assert z_mm == (3.0 if case.training_only else SPACING[2])
+    assert cases[2].appearance["noise_hu"] <= params.appearance.noise_hu[1]  # others kept
 
 
-@pytest.mark.parametrize("ranges", [{"levels": ("L5", "T9")}, {"noise": (5.0, 10.0)}])
-def test_invalid_training_only_ranges_are_rejected_with_the_set(ranges):
+@pytest.mark.parametrize(
+    "training_only",
+    [
+        {"n_cases": 1, "appearance": {"levels": ("L5", "T9")}},
+        {"n_cases": 1, "appearance": {"noise": (5.0, 10.0)}},
+        {"n_cases": 1, "shape": (8, 8, 8)},
+        {"n_cases": 1, "seed": 3},
+        {"spacing_mm": (1.0, 1.0, 1.0)},
+    ],
+)
+def test_invalid_training_only_cases_are_rejected_with_the_set(training_only):
     with pytest.raises(ValidationError):
-        _params(training_only_cases=1, training_only_appearance=ranges)
+        _params(training_only=training_only)
 
 
 def test_intact_twins_differ_from_their_fractured_case_only_at_the_fractured_vertebrae():

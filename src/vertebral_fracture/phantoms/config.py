@@ -109,6 +109,11 @@ class PhantomAppearance(BaseModel):
         return levels
 
 
+# what training-only cases share with their set: case ids and seeds continue it, and twins
+# are drawn alike
+TRAINING_ONLY_FIXED = frozenset({"seed", "case_prefix", "intact_twins", "training_only"})
+
+
 class PhantomSetParams(BaseModel):
     """Parameters of a phantom set.
 
@@ -132,25 +137,29 @@ class PhantomSetParams(BaseModel):
     # that differ only in the fracture, for training (``TrainingParams.twin_negative_fraction``)
     intact_twins: bool = False
     appearance: PhantomAppearance = Field(default_factory=PhantomAppearance)
-    # cases drawn after the ``n_cases`` (seeds continue) that only ever train, from
-    # ``appearance`` with these ranges replaced (e.g. other ``levels``): wider training data
-    # while validation and test stay the cases the first ``n_cases`` split into
-    training_only_cases: int = Field(default=0, ge=0)
-    training_only_appearance: dict[str, Any] = Field(default_factory=dict)
+    # more cases that only ever train, drawn after the ``n_cases`` (seeds continue) from these
+    # parameters with the given ones replaced, ``appearance`` range by range, e.g.
+    # ``{n_cases: 96, spacing_mm: [0.75, 0.75, 2.5], appearance: {levels: [T1, T4]}}``:
+    # wider training data while validation and test stay what the ``n_cases`` split into
+    training_only: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _training_only_ranges_valid(self) -> PhantomSetParams:
+    def _training_only_valid(self) -> PhantomSetParams:
+        fixed = sorted(self.training_only.keys() & TRAINING_ONLY_FIXED)
+        if fixed:
+            raise ValueError(f"training_only cases share the set's {fixed}; remove them there")
+        if self.training_only and "n_cases" not in self.training_only:
+            raise ValueError("training_only needs n_cases, the number of training-only cases")
         self.training_only_params()  # unknown names and bad ranges fail here, not mid-run
         return self
 
-    def training_only_params(self) -> PhantomSetParams:
-        """These parameters with the training-only cases' appearance."""
-        if not self.training_only_appearance:
-            return self
-        appearance = PhantomAppearance(
-            **{**self.appearance.model_dump(), **self.training_only_appearance}
-        )
-        return self.model_copy(update={"appearance": appearance, "training_only_appearance": {}})
+    def training_only_params(self) -> PhantomSetParams | None:
+        """The training-only cases' parameters (``n_cases`` of them), None without any."""
+        if not self.training_only:
+            return None
+        appearance = {**self.appearance.model_dump(), **self.training_only.get("appearance", {})}
+        own = self.model_dump(exclude={"training_only"})
+        return PhantomSetParams(**{**own, **self.training_only, "appearance": appearance})
 
     @field_validator("shape")
     @classmethod

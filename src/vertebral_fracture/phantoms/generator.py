@@ -79,7 +79,7 @@ class Phantom:
     and its sagittal profile (the whole spine's Cobb angles of lordosis L1-S1 and kyphosis
     T4-T12 and its sacral slope, in degrees, whatever the field shows). An intact twin
     (``twin_of`` names its fractured case) is that case drawn without its fractures; a
-    ``training_only`` case (``PhantomSetParams.training_only_cases``) never validates or tests.
+    ``training_only`` case (``PhantomSetParams.training_only``) never validates or tests.
     """
 
     case_id: str
@@ -573,24 +573,23 @@ def generate_phantom(
 
 
 def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
-    """Generate ``params.n_cases`` cases, then ``params.training_only_cases`` marked
+    """Generate ``params.n_cases`` cases, then the ``params.training_only`` cases marked
     ``training_only`` (drawn from ``params.training_only_params()``); case ``i`` uses seed
     ``params.seed + i``, so adding training-only cases leaves the first ``n_cases`` alone.
 
     With ``params.intact_twins`` each case with a fracture in view is followed by its intact
     twin ``<case>_intact`` (``generate_phantom``'s ``twin_of``).
     """
+    extra = params.training_only_params()
+    drawn_from = [params] * params.n_cases + ([extra] * extra.n_cases if extra else [])
     phantoms = []
-    total = params.n_cases + params.training_only_cases
-    for i in Progress(range(total), desc="phantoms", unit="case"):
+    for i, case_params in enumerate(Progress(drawn_from, desc="phantoms", unit="case")):
         case_id, seed = f"{params.case_prefix}_{i:04d}", params.seed + i
-        training_only = i >= params.n_cases
-        drawn_from = params.training_only_params() if training_only else params
-        drawn = [generate_phantom(case_id, seed, drawn_from)]
+        drawn = [generate_phantom(case_id, seed, case_params)]
         if params.intact_twins and any(f["voxels"] for f in drawn[0].fractures):
             twin_id = f"{case_id}{TWIN_SUFFIX}"
-            drawn.append(generate_phantom(twin_id, seed, drawn_from, twin_of=case_id))
+            drawn.append(generate_phantom(twin_id, seed, case_params, twin_of=case_id))
         for phantom in drawn:
-            phantom.training_only = training_only
+            phantom.training_only = case_params is extra
         phantoms += drawn
     return phantoms
