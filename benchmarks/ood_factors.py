@@ -41,6 +41,10 @@ def figures(metrics: dict) -> dict:
     }
 
 
+def _figure(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def factor_sets(params: dict, n_cases: int, seed: int | None = None) -> dict[str, dict]:
     """Phantom set parameters per held-out factor: ``training_grid``, ``none``, each
     appearance key, ``all``; drawn with ``seed`` (None: the out-of-domain test set's)."""
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         results["sets"][name] = {
             "appearance": spec["appearance"],
             "evaluate_s": round(time.perf_counter() - start, 1),
-            "methods": {m: figures(v) for m, v in methods.items()},
+            # methods of variants not run here are listed without figures: left out
+            "methods": {m: figures(v) for m, v in methods.items() if v.get("pr_auc") is not None},
         }
         print(name, json.dumps(results["sets"][name]["methods"]), flush=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n")  # a stopped run keeps its sets
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     print("held out | " + " | ".join(f"{m} PR-AUC / FROC@2" for m in methods))
     for name, entry in results["sets"].items():
         cells = [entry["methods"].get(m, {}) for m in methods]
-        row = [f"{c.get('pr_auc') or 0:.3f} / {c.get('froc_2') or 0:.2f}" for c in cells]
+        row = [f"{_figure(c.get('pr_auc'), 3)} / {_figure(c.get('froc_2'), 2)}" for c in cells]
         print(f"{name} | " + " | ".join(row))
     return 0
 

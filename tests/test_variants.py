@@ -9,6 +9,7 @@ from kedro.config import OmegaConfigLoader
 
 from tests.kedro_project import ROOT
 from vertebral_fracture.fusion import smooth_log_scores
+from vertebral_fracture.phantoms import PhantomSetParams
 from vertebral_fracture.pipelines import fusion, inference, training
 from vertebral_fracture.pipelines.fusion.nodes import FusionParams, fuse_views
 from vertebral_fracture.pipelines.views import (
@@ -46,6 +47,15 @@ def test_bench_environment_defines_peer_and_ablation_and_one_seed_for_all():
         assert params[view]["ungated"]["training"]["attention_gates"] is False
     assert set(params["variants"]) <= set(params["fusion"]["methods"])
     assert _parameters("bench")["axial"]["multitask"]["training"]["seed"] == 42
+
+
+def test_bench_training_only_cases_hold_the_test_grid_and_slices_out():
+    phantoms = PhantomSetParams.model_validate(_parameters("bench")["phantoms"])
+    extra = phantoms.training_only_params()
+    assert extra.n_cases > 0 and extra.spacing_mm != phantoms.spacing_mm
+    held_out = _parameters("bench")["benchmark"]["out_of_domain"]
+    assert max(extra.spacing_mm) < min(held_out["appearance"]["slice_thickness_mm"])
+    assert extra.appearance.levels == phantoms.appearance.levels  # levels stay held out
 
 
 def test_pipelines_have_a_namespace_per_configured_variant(restore_variants):
