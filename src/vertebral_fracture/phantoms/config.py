@@ -68,6 +68,11 @@ class PhantomAppearance(BaseModel):
     # fracture gaps
     compaction_hu: Range = (0.0, 350.0)
     fracture_gap_hu: Range = (30.0, 80.0)
+    # the voxel grid, drawn per case where given (resolution randomisation, as SynthSeg's):
+    # in-plane (x, y) and slice (z) spacing over the set's field of view; None keeps the
+    # set's ``spacing_mm``
+    in_plane_spacing_mm: Range | None = None
+    slice_spacing_mm: Range | None = None
 
     @field_validator("trabecular_hu", "cortical_hu", "compaction_hu", "fracture_gap_hu")
     @classmethod
@@ -97,6 +102,13 @@ class PhantomAppearance(BaseModel):
             sign = "> 0" if positive else ">= 0"
             raise ValueError(f"{info.field_name} {bounds} must be {sign}")
         return _ordered(bounds)
+
+    @field_validator("in_plane_spacing_mm", "slice_spacing_mm")
+    @classmethod
+    def _spacing_range_positive(cls, bounds: Range | None, info: ValidationInfo) -> Range | None:
+        if bounds is not None and min(bounds) <= 0:
+            raise ValueError(f"{info.field_name} {bounds} must be > 0 mm")
+        return bounds if bounds is None else _ordered(bounds)
 
     @field_validator("levels")
     @classmethod
@@ -152,6 +164,30 @@ class PhantomSetParams(BaseModel):
             raise ValueError("training_only needs n_cases, the number of training-only cases")
         self.training_only_params()  # unknown names and bad ranges fail here, not mid-run
         return self
+
+    @model_validator(mode="after")
+    def _drawn_grids_large_enough(self) -> PhantomSetParams:
+        coarsest = self.grid_shape(self.spacing_range()[1])
+        if min(coarsest) < 24:
+            raise ValueError(
+                f"the coarsest drawn grid, {coarsest} voxels, must be >= 24 in each dimension"
+            )
+        return self
+
+    def spacing_range(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """Finest and coarsest (x, y, z) spacing (mm) a case may draw."""
+        ranges = [
+            self.appearance.in_plane_spacing_mm or (self.spacing_mm[0],) * 2,
+            self.appearance.in_plane_spacing_mm or (self.spacing_mm[1],) * 2,
+            self.appearance.slice_spacing_mm or (self.spacing_mm[2],) * 2,
+        ]
+        return tuple(lo for lo, _ in ranges), tuple(hi for _, hi in ranges)
+
+    def grid_shape(self, spacing: tuple[float, float, float]) -> tuple[int, int, int]:
+        """Voxels of a grid of ``spacing`` (mm) over the set's field of view: ``shape`` for
+        ``spacing_mm``, as many as keep the field, (shape - 1) x spacing_mm, for others."""
+        fields = [(n - 1) * s for n, s in zip(self.shape, self.spacing_mm, strict=True)]
+        return tuple(round(f / s) + 1 for f, s in zip(fields, spacing, strict=True))
 
     def training_only_params(self) -> PhantomSetParams | None:
         """The training-only cases' parameters (``n_cases`` of them), None without any."""

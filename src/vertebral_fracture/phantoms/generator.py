@@ -75,7 +75,8 @@ class Phantom:
     ``vertebra``, mask ``voxels`` and ``centroid_mm`` (world coordinates of its mask's centre,
     ``None`` when no voxel of it survived), so lesions found in the mask can be traced back
     to their kind. ``appearance`` records what the case drew from ``PhantomAppearance``
-    (levels whose centre is in view, patient size, their mean trabecular HU, scanner settings)
+    (levels whose centre is in view, patient size, their mean trabecular HU, scanner settings,
+    grid spacing)
     and its sagittal profile (the whole spine's Cobb angles of lordosis L1-S1 and kyphosis
     T4-T12 and its sacral slope, in degrees, whatever the field shows). An intact twin
     (``twin_of`` names its fractured case) is that case drawn without its fractures; a
@@ -340,6 +341,19 @@ def _unclaimed(canvas: Canvas, box: Box) -> Array:
     return (canvas.vertebra_ids[box.slices] == 0) & (canvas.fracture_ids[box.slices] == 0)
 
 
+def case_grid(
+    rng: np.random.Generator, params: PhantomSetParams
+) -> tuple[tuple[int, int, int], Array]:
+    """The case's voxel grid, shape and (x, y, z) spacing (mm): the set's, or one drawn from
+    ``params.appearance``'s spacing ranges over the set's field of view."""
+    spacing = list(params.spacing_mm)
+    if params.appearance.in_plane_spacing_mm is not None:
+        spacing[:2] = [float(rng.uniform(*params.appearance.in_plane_spacing_mm))] * 2
+    if params.appearance.slice_spacing_mm is not None:
+        spacing[2] = float(rng.uniform(*params.appearance.slice_spacing_mm))
+    return params.grid_shape(tuple(spacing)), np.asarray(spacing, float)
+
+
 def case_origin(rng: np.random.Generator, shape: tuple[int, int, int], spacing: Array) -> Array:
     """World position (mm) of voxel (0, 0, 0): volume centred near the table, random z level."""
     centre = np.array([rng.uniform(-20, 20), rng.uniform(-20, 20), rng.uniform(-400, -100)])
@@ -457,13 +471,14 @@ def generate_phantom(
     one, voxel for voxel, except that its fractures are not painted: every draw is the same,
     so the two differ only where a fracture deformed the bone.
     """
-    # the pelvis draws from its own stream: the spine's draws stay those of a pelvis-free case
-    orient_seq, anatomy_seq, pelvis_seq = np.random.SeedSequence(seed).spawn(3)
+    # the pelvis and the grid draw from their own streams: the spine's draws stay those of a
+    # pelvis-free case, and a set's cases stay the same when its grid is not drawn
+    orient_seq, anatomy_seq, pelvis_seq, grid_seq = np.random.SeedSequence(seed).spawn(4)
     orientation = params.orientations[
         int(np.random.default_rng(orient_seq).integers(len(params.orientations)))
     ]
     rng = np.random.default_rng(anatomy_seq)
-    shape, spacing = tuple(params.shape), np.asarray(params.spacing_mm, float)
+    shape, spacing = case_grid(np.random.default_rng(grid_seq), params)
     origin = case_origin(rng, shape, spacing)
     layout = layout_spine(rng, origin, spacing, shape, params.appearance)
     pelvis = layout_pelvis(np.random.default_rng(pelvis_seq), layout, spacing, params.appearance)
@@ -567,6 +582,7 @@ def generate_phantom(
             "lordosis_deg": round(layout.angles.lordosis, 1),
             "kyphosis_deg": round(layout.angles.kyphosis, 1),
             "sacral_slope_deg": round(layout.angles.sacral_slope, 1),
+            "spacing_mm": [round(float(s), 3) for s in spacing],
             **{name: round(value, 3) for name, value in scanner.items()},
         },
     )
