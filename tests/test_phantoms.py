@@ -294,6 +294,37 @@ def test_training_only_cases_follow_the_set_and_draw_from_their_own_parameters()
     assert cases[2].appearance["noise_hu"] <= params.appearance.noise_hu[1]  # others kept
 
 
+def test_drawn_grids_vary_per_case_and_keep_the_field():
+    look = {"in_plane_spacing_mm": (1.5, 2.5), "slice_spacing_mm": (1.0, 4.0)}
+    params = _params(n_cases=3, appearance=look)
+    field = (np.array(SHAPE) - 1) * SPACING
+    zooms = []
+    for case in generate_phantom_set(params):
+        canonical = nib.as_closest_canonical(case.ct)
+        zoom = np.array(canonical.header.get_zooms())
+        assert zoom[0] == zoom[1] and 1.5 <= zoom[0] <= 2.5 and 1.0 <= zoom[2] <= 4.0
+        np.testing.assert_allclose(zoom, case.appearance["spacing_mm"], atol=1e-3)
+        assert np.all(np.abs((np.array(canonical.shape) - 1) * zoom - field) <= zoom / 2)
+        assert case.fracture_mask.shape == case.ct.shape
+        zooms.append(tuple(zoom))
+    assert len(set(zooms)) == 3
+    fixed = generate_phantom("x", 7, _params())
+    assert fixed.ct.shape == SHAPE and fixed.appearance["spacing_mm"] == list(SPACING)
+
+
+@pytest.mark.parametrize(
+    ("look", "message"),
+    [
+        ({"slice_spacing_mm": (0.0, 1.0)}, "must be > 0 mm"),
+        ({"in_plane_spacing_mm": (2.0, 1.0)}, "low first"),
+        ({"slice_spacing_mm": (1.0, 6.0)}, "coarsest drawn grid"),  # 120 mm in 21 slices
+    ],
+)
+def test_invalid_drawn_grids_are_rejected(look, message):
+    with pytest.raises(ValidationError, match=message):
+        _params(appearance=look)
+
+
 @pytest.mark.parametrize(
     "training_only",
     [

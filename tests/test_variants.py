@@ -52,9 +52,10 @@ def test_bench_environment_defines_peer_and_ablation_and_one_seed_for_all():
 def test_bench_training_only_cases_hold_the_test_grid_and_slices_out():
     phantoms = PhantomSetParams.model_validate(_parameters("bench")["phantoms"])
     extra = phantoms.training_only_params()
-    assert extra.n_cases > 0 and extra.spacing_mm != phantoms.spacing_mm
+    assert extra.n_cases > 0 and extra.spacing_range() != phantoms.spacing_range()
     held_out = _parameters("bench")["benchmark"]["out_of_domain"]
-    assert max(extra.spacing_mm) < min(held_out["appearance"]["slice_thickness_mm"])
+    coarsest = extra.spacing_range()[1]
+    assert max(coarsest) < min(held_out["appearance"]["slice_thickness_mm"])
     assert extra.appearance.levels == phantoms.appearance.levels  # levels stay held out
 
 
