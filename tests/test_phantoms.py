@@ -277,21 +277,26 @@ def test_set_uses_consecutive_seeds_and_prefix():
 
 
 def test_training_only_cases_follow_the_set_and_draw_from_their_own_parameters():
-    extra = {"n_cases": 2, "spacing_mm": (2.0, 2.0, 3.0), "appearance": {"levels": ("T2", "T4")}}
-    params = _params(n_cases=2, training_only=extra)
+    upper = {"n_cases": 2, "spacing_mm": (2.0, 2.0, 3.0), "appearance": {"levels": ("T2", "T4")}}
+    params = _params(n_cases=2, training_only=[upper, {"n_cases": 1, "max_fractures": 0}])
     cases = generate_phantom_set(params)
-    assert [p.training_only for p in cases] == [False, False, True, True]
-    assert [p.case_id[-4:] for p in cases] == ["0000", "0001", "0002", "0003"]
-    alone = generate_phantom_set(params.model_copy(update={"training_only": {}}))
+    assert [p.training_only for p in cases] == [False, False, True, True, True]
+    assert [p.case_id[-4:] for p in cases] == ["0000", "0001", "0002", "0003", "0004"]
+    alone = generate_phantom_set(params.model_copy(update={"training_only": []}))
     for case, same in zip(cases, alone, strict=False):
         np.testing.assert_array_equal(case.ct.get_fdata(), same.ct.get_fdata())
     thoracic = {f"T{i}" for i in range(1, 9)}
-    for case in cases:
+    for case in cases[:4]:
         levels = set(case.appearance["levels"])
         assert (levels <= thoracic) == case.training_only, (case.case_id, levels)
         z_mm = nib.as_closest_canonical(case.ct).header.get_zooms()[2]
         assert z_mm == (3.0 if case.training_only else SPACING[2])
     assert cases[2].appearance["noise_hu"] <= params.appearance.noise_hu[1]  # others kept
+    last = cases[4]  # the second group: the set's grid and levels, no fractures
+    assert last.ct.shape == SHAPE and not last.fractures
+    assert not set(last.appearance["levels"]) <= thoracic
+    one_group = _params(n_cases=2, training_only=upper)  # a group alone needs no list
+    assert one_group.training_only_groups() == params.training_only_groups()[:1]
 
 
 def test_drawn_grids_vary_per_case_and_keep_the_field():
@@ -333,6 +338,7 @@ def test_invalid_drawn_grids_are_rejected(look, message):
         {"n_cases": 1, "shape": (8, 8, 8)},
         {"n_cases": 1, "seed": 3},
         {"spacing_mm": (1.0, 1.0, 1.0)},
+        [{"n_cases": 1}, {"n_cases": 1, "intact_twins": True}],
     ],
 )
 def test_invalid_training_only_cases_are_rejected_with_the_set(training_only):

@@ -139,7 +139,7 @@ def test_training_only_cases_train_and_leave_validation_and_test_alone():
     params = DataProcessingParams(split={"train": 0.5, "val": 0.25, "test": 0.25})
 
     def index(extra: int) -> dict[str, dict]:
-        more = {"training_only": {"n_cases": extra}} if extra else {}
+        more = {"training_only": [{"n_cases": extra}]} if extra else {}
         phantoms = TINY_PHANTOMS.model_copy(update={**more, "intact_twins": True})
         scans, manifest, _ = generate_phantoms(phantoms)
         raw = {f"{name}.nii.gz": (lambda image=image: image) for name, image in scans.items()}

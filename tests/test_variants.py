@@ -10,6 +10,7 @@ from kedro.config import OmegaConfigLoader
 from tests.kedro_project import ROOT
 from vertebral_fracture.fusion import smooth_log_scores
 from vertebral_fracture.phantoms import PhantomSetParams
+from vertebral_fracture.phantoms.anatomy import LEVELS
 from vertebral_fracture.pipelines import fusion, inference, training
 from vertebral_fracture.pipelines.fusion.nodes import FusionParams, fuse_views
 from vertebral_fracture.pipelines.views import (
@@ -51,12 +52,16 @@ def test_bench_environment_defines_peer_and_ablation_and_one_seed_for_all():
 
 def test_bench_training_only_cases_hold_the_test_grid_and_slices_out():
     phantoms = PhantomSetParams.model_validate(_parameters("bench")["phantoms"])
-    extra = phantoms.training_only_params()
-    assert extra.n_cases > 0 and extra.spacing_range() != phantoms.spacing_range()
+    groups = phantoms.training_only_groups()
+    assert any(g.spacing_range() != phantoms.spacing_range() for g in groups)
     held_out = _parameters("bench")["benchmark"]["out_of_domain"]
-    coarsest = extra.spacing_range()[1]
-    assert max(coarsest) < min(held_out["appearance"]["slice_thickness_mm"])
-    assert extra.appearance.levels == phantoms.appearance.levels  # levels stay held out
+    first, last = (LEVELS.index(lv) for lv in held_out["appearance"]["levels"])
+    for group in groups:
+        assert group.n_cases > 0
+        coarsest = group.spacing_range()[1]
+        assert max(coarsest) < min(held_out["appearance"]["slice_thickness_mm"])
+        top, bottom = (LEVELS.index(lv) for lv in group.appearance.levels)
+        assert bottom < first or top > last  # held-out levels stay out
 
 
 def test_pipelines_have_a_namespace_per_configured_variant(restore_variants):

@@ -149,20 +149,29 @@ class PhantomSetParams(BaseModel):
     # that differ only in the fracture, for training (``TrainingParams.twin_negative_fraction``)
     intact_twins: bool = False
     appearance: PhantomAppearance = Field(default_factory=PhantomAppearance)
-    # more cases that only ever train, drawn after the ``n_cases`` (seeds continue) from these
-    # parameters with the given ones replaced, ``appearance`` range by range, e.g.
-    # ``{n_cases: 96, spacing_mm: [0.75, 0.75, 2.5], appearance: {levels: [T1, T4]}}``:
-    # wider training data while validation and test stay what the ``n_cases`` split into
-    training_only: dict[str, Any] = Field(default_factory=dict)
+    # more cases that only ever train, drawn after the ``n_cases`` (seeds continue), group by
+    # group, from these parameters with the given ones replaced, ``appearance`` range by
+    # range, e.g. ``[{n_cases: 96, spacing_mm: [0.75, 0.75, 2.5]}, {n_cases: 32, appearance:
+    # {levels: [T1, T4]}}]`` (one group may be given alone): wider training data while
+    # validation and test stay what the ``n_cases`` split into
+    training_only: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("training_only", mode="before")
+    @classmethod
+    def _one_group_or_several(cls, groups: Any) -> Any:
+        if isinstance(groups, dict):
+            return [groups] if groups else []
+        return groups
 
     @model_validator(mode="after")
     def _training_only_valid(self) -> PhantomSetParams:
-        fixed = sorted(self.training_only.keys() & TRAINING_ONLY_FIXED)
-        if fixed:
-            raise ValueError(f"training_only cases share the set's {fixed}; remove them there")
-        if self.training_only and "n_cases" not in self.training_only:
-            raise ValueError("training_only needs n_cases, the number of training-only cases")
-        self.training_only_params()  # unknown names and bad ranges fail here, not mid-run
+        for group in self.training_only:
+            fixed = sorted(group.keys() & TRAINING_ONLY_FIXED)
+            if fixed:
+                raise ValueError(f"training_only cases share the set's {fixed}; remove them there")
+            if "n_cases" not in group:
+                raise ValueError("each training_only group needs n_cases, its number of cases")
+        self.training_only_groups()  # unknown names and bad ranges fail here, not mid-run
         return self
 
     @model_validator(mode="after")
@@ -189,13 +198,19 @@ class PhantomSetParams(BaseModel):
         fields = [(n - 1) * s for n, s in zip(self.shape, self.spacing_mm, strict=True)]
         return tuple(round(f / s) + 1 for f, s in zip(fields, spacing, strict=True))
 
-    def training_only_params(self) -> PhantomSetParams | None:
-        """The training-only cases' parameters (``n_cases`` of them), None without any."""
-        if not self.training_only:
-            return None
-        appearance = {**self.appearance.model_dump(), **self.training_only.get("appearance", {})}
+    def training_only_groups(self) -> list[PhantomSetParams]:
+        """Each group of training-only cases' parameters (its ``n_cases`` cases), in order."""
         own = self.model_dump(exclude={"training_only"})
-        return PhantomSetParams(**{**own, **self.training_only, "appearance": appearance})
+        return [
+            PhantomSetParams(
+                **{
+                    **own,
+                    **group,
+                    "appearance": {**own["appearance"], **group.get("appearance", {})},
+                }
+            )
+            for group in self.training_only
+        ]
 
     @field_validator("shape")
     @classmethod

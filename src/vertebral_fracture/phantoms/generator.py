@@ -590,14 +590,16 @@ def generate_phantom(
 
 def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
     """Generate ``params.n_cases`` cases, then the ``params.training_only`` cases marked
-    ``training_only`` (drawn from ``params.training_only_params()``); case ``i`` uses seed
-    ``params.seed + i``, so adding training-only cases leaves the first ``n_cases`` alone.
+    ``training_only`` (drawn group by group from ``params.training_only_groups()``); case
+    ``i`` uses seed ``params.seed + i``, so adding training-only cases leaves the first
+    ``n_cases`` alone.
 
     With ``params.intact_twins`` each case with a fracture in view is followed by its intact
     twin ``<case>_intact`` (``generate_phantom``'s ``twin_of``).
     """
-    extra = params.training_only_params()
-    drawn_from = [params] * params.n_cases + ([extra] * extra.n_cases if extra else [])
+    drawn_from = [params] * params.n_cases
+    for group in params.training_only_groups():
+        drawn_from += [group] * group.n_cases
     phantoms = []
     for i, case_params in enumerate(Progress(drawn_from, desc="phantoms", unit="case")):
         case_id, seed = f"{params.case_prefix}_{i:04d}", params.seed + i
@@ -606,6 +608,6 @@ def generate_phantom_set(params: PhantomSetParams) -> list[Phantom]:
             twin_id = f"{case_id}{TWIN_SUFFIX}"
             drawn.append(generate_phantom(twin_id, seed, case_params, twin_of=case_id))
         for phantom in drawn:
-            phantom.training_only = case_params is extra
+            phantom.training_only = case_params is not params
         phantoms += drawn
     return phantoms
