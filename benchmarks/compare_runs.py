@@ -21,7 +21,12 @@ from scipy import stats
 
 METHOD = "multitask_product"  # the proposed model with product fusion
 FIGURES = ("pr_auc", "froc_1", "froc_2", "vertebra_auc")
-TEST_SETS = {"in-domain": None, "out-of-domain": "out_of_domain", "real bone": "real_bone"}
+TEST_SETS = {  # printed name: results.json key (None: the top level)
+    "in-domain": None,
+    "out-of-domain": "out_of_domain",
+    "real bone": "real_bone",
+    "development": "development",  # the set that may choose
+}
 
 
 def paired_difference(control: list[float], probe: list[float]) -> dict:
@@ -44,7 +49,9 @@ def compare(control: dict, probe: dict, method: str = METHOD) -> list[dict]:
         raise ValueError(f"runs trained other seeds: {control['seeds']} vs {probe['seeds']}")
     rows = []
     for name, key in TEST_SETS.items():
-        sections = [run.get(key, {}) if key else run for run in (control, probe)]
+        if key and not (key in control and key in probe):
+            continue  # a set one of the runs did not score
+        sections = [run[key] if key else run for run in (control, probe)]
         if sections[0].get("test_cases") != sections[1].get("test_cases"):
             raise ValueError(f"{name}: the runs scored other test cases, so seeds do not pair")
         sides = [section.get("methods", {}).get(method) for section in sections]

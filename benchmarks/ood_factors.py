@@ -6,7 +6,8 @@ training appearance (``phantoms.appearance``) except for the named factor, which
 held-out range; ``none`` holds out nothing but the geometry, ``training_grid`` not even that
 (the training phantoms' shape and spacing, the out-of-domain orientations), and ``all`` is the
 bench's own out-of-domain set, a test set that may not choose a recipe: ``--seed`` draws every
-set anew (the same ranges, other phantoms), a development set that may. Each set is scored by
+set anew (the same ranges, other phantoms), a development set that may (``--sets all --seed
+9191`` is the bench's ``benchmark.development`` set). Each set is scored by
 the ``evaluate`` pipeline with the models and validation thresholds already in ``data/bench``
 (run `make bench` first). Writes ``benchmarks/ood_factors.json`` (commit, seed, sets, metrics
 per method) and prints a table.

@@ -18,6 +18,12 @@ TEST_SETS = {  # results.json key: section title, what the cases are
         "Compressions planted into one real lumbar vertebra (`planting.py`: wedge, biconcave, "
         "crush) and the vertebra intact: one patient's bone, a sanity check, not accuracy.",
     ),
+    "development": (
+        "Development",
+        "Out-of-domain phantoms of another generator seed (`benchmark.development`): the set "
+        "that may choose between recipes, paired by seed (`compare_runs.py`); the test sets "
+        "above never choose.",
+    ),
 }
 
 
@@ -214,6 +220,7 @@ def markdown(results: dict) -> str:
         f"- phantoms: {cfg['phantoms']}",
         f"- out-of-domain phantoms: {cfg['benchmark'].get('out_of_domain')}",
         f"- real bone: {cfg['benchmark'].get('real_bone')}",
+        f"- development: {cfg['benchmark'].get('development')}",
         f"- canonical spacing (mm): {cfg['spacing_mm']}",
         f"- training (every view and variant): {cfg['training']}",
         f"- fusion: {cfg['fusion']}",

@@ -2,7 +2,9 @@
 
 1. ``kedro run --env bench --pipelines data_processing``: phantoms, split, slices; and the
    scans of two more test sets: out-of-domain phantoms (``benchmark.out_of_domain``, ranges
-   held out of training) and fractures planted into a real vertebra (``benchmark.real_bone``).
+   held out of training) and fractures planted into a real vertebra (``benchmark.real_bone``);
+   and of a development set, out-of-domain phantoms of another seed
+   (``benchmark.development``), the one set that may choose between recipes.
 2. Per seed in ``benchmark.seeds``: ``kedro run --env bench --pipelines
    training,inference,fusion,reporting --params seed=<s>``, every variant (proposed, thesis
    baseline, smp peer, ungated ablation) scored by the pipelines' own nodes, then the
@@ -44,8 +46,9 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# TEST_SETS: the test sets beyond the in-domain phantoms, each scored by the evaluate
-# pipeline after every seed; scans, outputs and kept figures under <data_root>/<name>/.
+# TEST_SETS: the sets beyond the in-domain phantoms (the development set included), each
+# scored by the evaluate pipeline after every seed; scans, outputs and kept figures under
+# <data_root>/<name>/.
 from report import TEST_SETS, markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,21 +222,29 @@ def keep(output_root: Path, folder: Path) -> None:
 
 
 def write_test_sets(params: dict, root: Path) -> None:
-    """The scans of ``TEST_SETS`` as NIfTI in ``root/<name>/01_raw``: out-of-domain phantoms
-    from the data_processing pipeline's own node, fractures planted into a real vertebra."""
+    """The scans of ``TEST_SETS`` as NIfTI in ``root/<name>/01_raw``: out-of-domain and
+    development phantoms from the data_processing pipeline's own node, fractures planted
+    into a real vertebra."""
     from vertebral_fracture.datasets import NiftiDataset
     from vertebral_fracture.phantoms import PhantomSetParams
     from vertebral_fracture.pipelines.data_processing.nodes import generate_phantoms
     from vertebral_fracture.planting import planted_cases
 
     bench = params["benchmark"]
-    phantoms, manifest, preview = generate_phantoms(PhantomSetParams(**bench["out_of_domain"]))
-    preview.savefig(root / "out_of_domain_preview.png", dpi=80)
-    (root / "out_of_domain" / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
-    (root / "out_of_domain" / MANIFEST).write_text(json.dumps(manifest))
+    sets = {
+        "out_of_domain": bench["out_of_domain"],
+        "development": {**bench["out_of_domain"], **bench["development"]},
+    }
+    scans_of = {}
+    for name, set_params in sets.items():
+        scans_of[name], manifest, preview = generate_phantoms(PhantomSetParams(**set_params))
+        preview.savefig(root / f"{name}_preview.png", dpi=80)
+        (root / name / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+        (root / name / MANIFEST).write_text(json.dumps(manifest))
     real = dict(bench["real_bone"])
     paths = {key: ROOT / real.pop(key) for key in ("scan", "vertebrae", "subregions")}
-    for name, scans in (("out_of_domain", phantoms), ("real_bone", planted_cases(**paths, **real))):
+    scans_of["real_bone"] = planted_cases(**paths, **real)
+    for name, scans in scans_of.items():
         folder = root / name / "01_raw"
         shutil.rmtree(folder, ignore_errors=True)  # a smaller set leaves no stale cases
         for case, image in scans.items():
@@ -639,7 +650,7 @@ def _run(project: Path, smoke: bool, results_path: Path, docs_path: Path) -> dic
     context = bench_context(project)
     params = plain_params(context)
     params["data_root"] = context.config_loader["globals"]["data_root"]
-    with timer("test sets: out-of-domain phantoms, fractures planted into a real vertebra"):
+    with timer("scored sets: out-of-domain and development phantoms, planted real bone"):
         write_test_sets(params, project / params["data_root"])
     folders = run_seeds(project, params, fingerprint_of(params, commit), timer)
     with timer("summary: mean over seeds, bootstrap over cases and seeds"):

@@ -58,10 +58,12 @@ def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
         low, high = diff["ci95"]
         assert diff["verdict"] == ("higher" if low > 0 else "lower" if high < 0 else "tie")
     # test sets held out of the training ranges and on real bone, scored by evaluate
-    ood, real = results["out_of_domain"], results["real_bone"]
+    ood, real, dev = results["out_of_domain"], results["real_bone"], results["development"]
     assert ood["n_test_cases"] == 3 and all(c.startswith("ood_") for c in ood["test_cases"])
     assert real["test_cases"] == ["biconcave_30", "crush_30", "intact", "wedge_25", "wedge_40"]
-    for extra in (ood, real):
+    # the development set: other phantoms of the out-of-domain ranges, to choose recipes on
+    assert dev["n_test_cases"] == 3 and all(c.startswith("dev_") for c in dev["test_cases"])
+    for extra in (ood, real, dev):
         assert set(extra["methods"]) == set(methods)
         assert extra["methods"]["multitask_product"]["seeds"] == [1, 2]
     # detection per fracture kind where a phantom manifest names the kinds (not real bone)
@@ -87,6 +89,7 @@ def test_smoke_benchmark_writes_every_figure_the_issue_names(tmp_path):
     assert ("`cpu_bfloat16: true`" in docs) == (bfloat16 is not None)
     assert "SMOKE RUN" in docs and "paired bootstrap" in docs and results["commit"][:12] in docs
     assert "## Out of domain (3 cases)" in docs and "## Real bone (5 cases)" in docs
+    assert "## Development (3 cases)" in docs
 
 
 def test_cuda_check_runs_the_gpu_path_on_cpu_at_tiny_sizes(tmp_path):

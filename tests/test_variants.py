@@ -64,6 +64,21 @@ def test_bench_training_only_cases_hold_the_test_grid_and_slices_out():
         assert bottom < first or top > last  # held-out levels stay out
 
 
+def test_bench_development_set_draws_phantoms_no_test_or_training_set_holds():
+    params = _parameters("bench")
+    bench = params["benchmark"]
+    development = PhantomSetParams(**{**bench["out_of_domain"], **bench["development"]})
+    test_set = PhantomSetParams(**bench["out_of_domain"])
+    phantoms = PhantomSetParams.model_validate(params["phantoms"])
+    assert development.appearance == test_set.appearance  # the same held-out ranges
+
+    def seeds(p: PhantomSetParams) -> set[int]:
+        extra = sum(group.n_cases for group in p.training_only_groups())
+        return set(range(p.seed, p.seed + p.n_cases + extra))
+
+    assert not seeds(development) & (seeds(test_set) | seeds(phantoms))
+
+
 def test_pipelines_have_a_namespace_per_configured_variant(restore_variants):
     configure_variants(["multitask", "smp"])
     trained = {n.name for n in training.create_pipeline().nodes}
