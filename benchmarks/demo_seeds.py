@@ -82,7 +82,8 @@ def write_dev_set(project: Path, n_cases: int) -> Path:
         settings = plain_params(bench_context(project, env="base"))["phantoms"]
     finally:
         os.chdir(here)
-    drawn = {"n_cases": n_cases, "seed": DEV_SEED, "intact_twins": False}  # test cases: no twins
+    # test cases: no twins, and none of the cases that only train
+    drawn = {"n_cases": n_cases, "seed": DEV_SEED, "intact_twins": False, "training_only": []}
     phantoms, _, _ = generate_phantoms(PhantomSetParams(**{**settings, **drawn}))
     folder = project / "dev" / "01_raw"
     for case, image in phantoms.items():
