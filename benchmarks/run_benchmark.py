@@ -221,6 +221,13 @@ def keep(output_root: Path, folder: Path) -> None:
         shutil.copy(output_root / "08_reporting" / name, folder / name)
 
 
+def phantom_sets(bench: dict) -> dict[str, dict]:
+    """Phantom set parameters of the scored sets that are phantoms: the out-of-domain test
+    set and the development set (its parameters with ``benchmark.development`` replaced)."""
+    ood = bench["out_of_domain"]
+    return {"out_of_domain": ood, "development": {**ood, **bench["development"]}}
+
+
 def write_test_sets(params: dict, root: Path) -> None:
     """The scans of ``TEST_SETS`` as NIfTI in ``root/<name>/01_raw``: out-of-domain and
     development phantoms from the data_processing pipeline's own node, fractures planted
@@ -231,12 +238,8 @@ def write_test_sets(params: dict, root: Path) -> None:
     from vertebral_fracture.planting import planted_cases
 
     bench = params["benchmark"]
-    sets = {
-        "out_of_domain": bench["out_of_domain"],
-        "development": {**bench["out_of_domain"], **bench["development"]},
-    }
     scans_of = {}
-    for name, set_params in sets.items():
+    for name, set_params in phantom_sets(bench).items():
         scans_of[name], manifest, preview = generate_phantoms(PhantomSetParams(**set_params))
         preview.savefig(root / f"{name}_preview.png", dpi=80)
         (root / name / MANIFEST).parent.mkdir(parents=True, exist_ok=True)

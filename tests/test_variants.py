@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from kedro.config import OmegaConfigLoader
 
+from tests.conftest import benchmark_script
 from tests.kedro_project import ROOT
 from vertebral_fracture.fusion import smooth_log_scores
 from vertebral_fracture.phantoms import PhantomSetParams
@@ -21,6 +22,8 @@ from vertebral_fracture.pipelines.views import (
 )
 from vertebral_fracture.settings import CONFIG_LOADER_ARGS
 from vertebral_fracture.training import TrainingParams
+
+run_benchmark = benchmark_script("run_benchmark")
 
 
 def _parameters(env: str, **runtime_params) -> dict:
@@ -67,8 +70,8 @@ def test_bench_training_only_cases_hold_the_test_grid_and_slices_out():
 def test_bench_development_set_draws_phantoms_no_test_or_training_set_holds():
     params = _parameters("bench")
     bench = params["benchmark"]
-    development = PhantomSetParams(**{**bench["out_of_domain"], **bench["development"]})
-    test_set = PhantomSetParams(**bench["out_of_domain"])
+    sets = run_benchmark.phantom_sets(bench)
+    test_set, development = (PhantomSetParams(**sets[n]) for n in ("out_of_domain", "development"))
     phantoms = PhantomSetParams.model_validate(params["phantoms"])
     assert development.appearance == test_set.appearance  # the same held-out ranges
 
