@@ -32,7 +32,13 @@ TINY_TRAINING = {
 
 TINY_PARAMETERS: dict[str, Any] = {
     # 64 mm fields: adult-size vertebrae, one or two fully in view
-    "phantoms": {"n_cases": 8, "shape": [32, 32, 32], "spacing_mm": [2.0, 2.0, 2.0], "seed": 11},
+    "phantoms": {
+        "n_cases": 8,
+        "shape": [32, 32, 32],
+        "spacing_mm": [2.0, 2.0, 2.0],
+        "seed": 11,
+        "training_only": [],  # the demo's training-only cases would dwarf 8 tiny ones
+    },
     "data_processing": {
         "spacing_mm": [2.0, 2.0, 2.0],
         "min_slice_size": 32,
