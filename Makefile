@@ -15,14 +15,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# constraints.txt pins the numeric packages the published figures were measured with
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	touch $@
 
 # the suite runs the benchmark at tiny sizes, whose peer model needs the bench extra, and
 # tracks one run with MLflow (the tracking extra)
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,tracking]'
+$(VENV)/.installed-dev: pyproject.toml constraints.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench,tracking]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -45,7 +46,6 @@ test: $(VENV)/.installed-dev
 # writes benchmarks/results.json and docs/benchmarks.md from the pipelines' outputs over three
 # training seeds.
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m pip install --quiet -c benchmarks/constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run_benchmark.py
 
 lint: $(VENV)/.installed-dev

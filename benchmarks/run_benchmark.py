@@ -612,10 +612,10 @@ def environment() -> dict:
     }
 
 
-#: The packages `make bench` pins (benchmarks/constraints.txt), recorded with each run.
+#: The packages every `make` install pins (constraints.txt), recorded with each run.
 PINNED = tuple(
     line.split("==")[0]
-    for line in Path(__file__).with_name("constraints.txt").read_text().splitlines()
+    for line in (ROOT / "constraints.txt").read_text().splitlines()
     if "==" in line and not line.startswith("#")
 )
 
