@@ -208,8 +208,8 @@ def markdown(results: dict) -> str:
         "PR-AUC moved by up to 0.06 while the means moved by 0.003 (proposed) and 0.002 "
         "(peer): unpinned numeric packages or another host CPU change float results, so "
         "every `make` install pins the numeric packages of `constraints.txt` and "
-        "`environment` records the CPU model and package versions. Timings, memory peaks and wall times are never "
-        "bit-identical (the machine is shared and noisy).",
+        "`environment` records the CPU model and package versions. Timings, memory peaks and "
+        "wall times are never bit-identical (the machine is shared and noisy).",
         "",
         "## Stage wall times (s)",
         "",
