@@ -49,39 +49,32 @@ def fine_slice_set(params: dict, n_cases: int, seed: int) -> dict:
     return {**spec, "shape": shape, "spacing_mm": [*spec["spacing_mm"][:2], fine_z]}
 
 
-def coarser_slices(image: nib.Nifti1Image, slice_mm: float) -> np.ndarray:
+def coarser_slices(image: nib.Nifti1Image, slice_mm: float) -> nib.Nifti1Image:
     """``image`` (any orientation) in RAS with contiguous slices of ``slice_mm`` along z: each
-    coarse slice is the mean of the fine ones it covers (partial volume).
+    coarse slice is the mean of the fine ones it covers (partial volume), the scanner model of
+    the augmentation's ``thick_slice_weights`` read at the coarse slices' centres.
 
     Returns:
-        (X, Y, n) float32 array on :func:`coarse_affine`'s grid.
+        float32 image of shape (X, Y, n), its first slice centred on the middle of the fine
+        slices it covers.
     """
+    from vertebral_fracture.training.augmentation import thick_slice_weights
+
     ras = nib.as_closest_canonical(image)
     fine_mm = float(ras.header.get_zooms()[2])
     factor = slice_mm / fine_mm
     if factor < 1:
         raise ValueError(f"{slice_mm} mm slices are finer than the scan's {fine_mm:g} mm ones")
     data = np.asarray(ras.dataobj, dtype=np.float32)
-    n = int(data.shape[2] // factor)
-    # a coarse slice k covers fine samples [k * factor - 0.5, (k + 1) * factor - 0.5)
-    edges = np.arange(n + 1) * factor - 0.5
-    fine = np.arange(data.shape[2])
-    cover = np.clip(
-        np.minimum(edges[1:, None], fine + 0.5) - np.maximum(edges[:-1, None], fine - 0.5), 0, None
-    )
-    weights = cover / cover.sum(axis=1, keepdims=True)  # (n, Z)
-    return np.tensordot(data, weights.T, axes=([2], [0])).astype(np.float32)
-
-
-def coarse_affine(image: nib.Nifti1Image, slice_mm: float) -> np.ndarray:
-    """The affine of :func:`coarser_slices`' output: the RAS grid with slices ``slice_mm``
-    apart, the first centred on the middle of the fine slices it covers."""
-    ras = nib.as_closest_canonical(image)
-    factor = slice_mm / ras.header.get_zooms()[2]
+    # coarse slice k covers fine samples [k * factor - 0.5, (k + 1) * factor - 0.5)
+    phase = (factor - 1) / 2
+    centres = phase + factor * np.arange(int(data.shape[2] // factor))
+    weights = thick_slice_weights(centres, data.shape[2], factor, phase)  # (n, Z)
     affine = ras.affine.copy()
-    affine[:3, 3] += affine[:3, 2] * (factor - 1) / 2
+    affine[:3, 3] += affine[:3, 2] * phase
     affine[:3, 2] *= factor
-    return affine
+    coarse = np.tensordot(data, weights.T, axes=([2], [0])).astype(np.float32)
+    return nib.Nifti1Image(coarse, affine)
 
 
 def coarsen_case(
@@ -91,16 +84,15 @@ def coarsen_case(
     (``<case>_ct.nii.gz``, ``<case>_fracture.nii.gz``)."""
     from vertebral_fracture.preprocessing import mask_from_fraction
 
-    ct = nib.load(ct_path)
-    affine = coarse_affine(ct, slice_mm)
-    hu = np.rint(coarser_slices(ct, slice_mm)).astype(np.int16)
-    nib.save(nib.Nifti1Image(hu, affine), folder / f"{case}_ct.nii.gz")
+    coarse = coarser_slices(nib.load(ct_path), slice_mm)
+    hu = np.rint(coarse.dataobj).astype(np.int16)
+    nib.save(nib.Nifti1Image(hu, coarse.affine), folder / f"{case}_ct.nii.gz")
     if mask_path is not None:
         mask = nib.load(mask_path)
         binary = nib.Nifti1Image((np.asarray(mask.dataobj) > 0).astype(np.float32), mask.affine)
-        fraction = coarser_slices(binary, slice_mm)
+        fraction = np.asarray(coarser_slices(binary, slice_mm).dataobj)
         nib.save(
-            nib.Nifti1Image(mask_from_fraction(fraction), affine),
+            nib.Nifti1Image(mask_from_fraction(fraction), coarse.affine),
             folder / f"{case}_fracture.nii.gz",
         )
 
@@ -114,7 +106,7 @@ def carried_pr_auc(fine_fused: Path, coarse_raw: Path, slice_mm: float) -> float
     for mask_path in sorted(coarse_raw.glob("*_fracture.nii.gz")):
         case = mask_path.name.removesuffix("_fracture.nii.gz")
         truth = np.asarray(nib.load(mask_path).dataobj) > 0
-        carried = coarser_slices(nib.load(fine_fused / f"{case}.nii.gz"), slice_mm)
+        carried = coarser_slices(nib.load(fine_fused / f"{case}.nii.gz"), slice_mm).dataobj
         histogram.update(np.clip(carried, 0, 1).ravel(), truth.ravel())
     return average_precision(histogram)
 
