@@ -20,7 +20,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     fuse_nodes = [
         Node(
             bind(fuse_views, variant=variant),
-            inputs=[f"{view}.{variant}.probabilities" for view in VIEWS] + ["params:fusion"],
+            inputs=[f"{view}.{variant}.probabilities" for view in VIEWS]
+            + ["params:fusion", "params:data_processing.spacing_mm"],
             outputs=f"{variant}.fused",
             name="fuse_views",
             namespace=variant,
