@@ -110,9 +110,8 @@ def box_mean(data: np.ndarray, affine: np.ndarray, extent_mm: np.ndarray) -> np.
     Each axis of the grid (``affine``) is averaged over the extent of the world axis it runs
     along, the voxels at the box's ends weighted by the share of them it covers, so the box
     stays centred on the voxel whatever the ratio of sizes; an axis whose voxels are at least
-    as wide is left alone. Past the grid's edge its edge values continue, so a lesion that
-    reaches the edge of a scan is not thinned there. Sampled at a coarser grid's voxel
-    centres, it gives each new voxel the share of its extent that a mask covers.
+    as wide is left alone. Sampled at a coarser grid's voxel centres, it gives each new voxel
+    the share of its extent that a mask covers.
 
     Args:
         data: (X, Y, Z) array on the grid of ``affine``.
