@@ -97,42 +97,26 @@ def to_canonical(
     canonical_ct = _image(np.round(hu).astype(np.int16), affine)
     if mask is None:
         return canonical_ct, None
-    # the share of each canonical voxel's extent that is mask: sampling a binary mask at
-    # coarser centres only sees the native voxels it lands on, and loses a one-voxel break
-    covered = box_mean(np.asanyarray(mask.dataobj) > 0, mask.affine, np.asarray(spacing_mm))
+    covered = footprint_average(np.asanyarray(mask.dataobj) > 0, mask.affine, spacing_mm)
     fraction = resample(covered, mask.affine, affine, shape, order=1)
     return canonical_ct, _image(mask_from_fraction(fraction), affine)
 
 
-def box_mean(data: np.ndarray, affine: np.ndarray, extent_mm: np.ndarray) -> np.ndarray:
-    """The mean of ``data`` over a box ``extent_mm`` wide (along R, A, S) around each voxel.
+def footprint_average(
+    mask: np.ndarray, affine: np.ndarray, spacing_mm: tuple[float, float, float]
+) -> np.ndarray:
+    """The share of each native voxel's neighbourhood, one target voxel wide, that is mask.
 
-    Each axis of the grid (``affine``) is averaged over the extent of the world axis it runs
-    along, the voxels at the box's ends weighted by the share of them it covers, so the box
-    stays centred on the voxel whatever the ratio of sizes; an axis whose voxels are at least
-    as wide is left alone. Sampled at a coarser grid's voxel centres, it gives each new voxel
-    the share of its extent that a mask covers.
-
-    Args:
-        data: (X, Y, Z) array on the grid of ``affine``.
-        affine: (4, 4) voxel-to-world matrix.
-        extent_mm: box width in mm along R, A, S.
-
-    Returns:
-        (X, Y, Z) float32 array.
+    Sampling a binary mask at coarser voxel centres only sees the native voxels it lands on,
+    so a break one native voxel thin between two centres vanishes; averaging over the
+    target voxel's footprint first (a box filter as wide as the spacing ratio along each
+    native axis) gives every target voxel the fraction of it the mask covers.
     """
-    voxel_mm = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-    world_axis = np.abs(np.asarray(affine)[:3, :3]).argmax(axis=0)
-    out = np.asarray(data, dtype=np.float32)
-    for axis in range(3):
-        half = extent_mm[world_axis[axis]] / voxel_mm[axis] / 2  # in voxels of this axis
-        if half <= 0.5 + 1e-6:
-            continue
-        offsets = np.arange(-np.ceil(half - 0.5), np.ceil(half - 0.5) + 1)
-        cover = np.minimum(offsets + 0.5, half) - np.maximum(offsets - 0.5, -half)
-        kernel = (cover / cover.sum()).astype(np.float32)
-        out = ndimage.convolve1d(out, kernel, axis=axis, mode="nearest")
-    return out
+    native_mm = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    world_axis = np.abs(np.asarray(affine)[:3, :3]).argmax(axis=0)  # each native axis's
+    size = np.maximum(1, np.round(np.asarray(spacing_mm)[world_axis] / native_mm)).astype(int)
+    data = mask.astype(np.float32)
+    return ndimage.uniform_filter(data, size=size, mode="constant") if (size > 1).any() else data
 
 
 def mask_from_fraction(fraction: np.ndarray) -> np.ndarray:
