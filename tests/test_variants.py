@@ -117,11 +117,7 @@ def test_log_smoothing_is_in_millimetres_on_the_scans_grid():
     volume[7, 7, 7] = 0.9
     image = nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0]))
     views = [{"c": lambda: image} for _ in range(3)]
-    params = FusionParams(
-        methods={"multitask": ["product", "mean"]},
-        log_smoothing_mm=2.0,
-        weight_views_by_sampling=False,  # here the views are one volume: only the smoothing
-    )
+    params = FusionParams(methods={"multitask": ["product", "mean"]}, log_smoothing_mm=2.0)
     outputs = fuse_views(*views, params, [1.25] * 3, variant="multitask")
     product = np.asarray(outputs["multitask_product/c"]().dataobj)
     np.testing.assert_allclose(product, smooth_log_scores(volume**3, (2.0, 2.0, 1.0)), rtol=1e-5)

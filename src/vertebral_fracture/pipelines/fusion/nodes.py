@@ -47,7 +47,7 @@ class FusionParams(BaseModel):
         "fusions (fusion.pool_log_evidence); 0: none",
     )
     weight_views_by_sampling: bool = Field(
-        True,
+        False,
         description="in the product and geometric-mean fusions, raise each view to its "
         "fusion.sampling_weights: a view whose slices stack along an axis the scan samples "
         "coarser than the canonical grid counts less",
