@@ -160,13 +160,11 @@ def sampling_weights(
     A view decides slice by slice and reads its neighbouring slices as context; where the
     scan's voxels are coarser along that axis than the canonical grid the models read, its
     slices are interpolated between the scan's own and each one averages a thick slab (a
-    5 mm slice holds an endplate and the disc beside it). A view's sampling is
-    ``min(1, canonical spacing / the scan voxel's extent along its axis)`` and its weight that
-    sampling relative to the best-sampled view's: 0.25 for the axial view of 5 mm slices with
-    fine pixels on a 1.25 mm grid, 1 for every view of a scan equally sampled along all three
-    axes, so the fused scores stay on the scale the validation thresholds were chosen on.
-    Raising a view's probability to its weight (``temper``) scales its log evidence, as in a
-    weighted product of experts.
+    5 mm slice holds an endplate and the disc beside it). Its log score then counts by
+    ``min(1, canonical spacing / the scan voxel's extent along the axis)``: 1 on scans at
+    least as fine as the canonical grid, 0.25 for the axial view of 5 mm slices on a 1.25 mm
+    grid. Raising a view's probability to its weight (``temper``) scales its log evidence, as
+    in a weighted product of experts.
 
     Args:
         affine: (4, 4) voxel-to-world matrix of the scan the views were resampled onto.
@@ -178,11 +176,10 @@ def sampling_weights(
     """
     # a scan voxel's extent along each world axis (its spacing for a grid aligned with it)
     extent_mm = np.abs(np.asarray(affine, dtype=float)[:3, :3]).sum(axis=1)
-    axes = [VIEW_AXES[view] for view in views]
-    sampling = np.minimum(
-        1.0, np.asarray(canonical_spacing_mm, dtype=float)[axes] / extent_mm[axes]
-    )
-    return [float(w) for w in sampling / sampling.max()]
+    return [
+        float(min(1.0, canonical_spacing_mm[VIEW_AXES[view]] / extent_mm[VIEW_AXES[view]]))
+        for view in views
+    ]
 
 
 def temper(volume: np.ndarray, weight: float) -> np.ndarray:
