@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vertebral_fracture.fusion import (
-    FUSION_METHODS,
-    binarize,
-    fuse,
-    sampling_weights,
-    smooth_log_scores,
-    temper,
-)
+from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse, smooth_log_scores
 
 # Hand numbers, shaped as a (1, 2, 2) volume per view.
 A = np.array([0.2, 0.5, 1.0, 0.0], dtype=np.float32).reshape(1, 2, 2)
@@ -168,26 +161,3 @@ def test_log_smoothing_acts_along_the_given_axes_only() -> None:
 def test_log_smoothing_needs_a_sigma_per_axis(sigma) -> None:
     with pytest.raises(ValueError, match="one non-negative value per axis"):
         smooth_log_scores(np.zeros(SHAPE), sigma)
-
-
-@pytest.mark.parametrize(
-    ("affine", "expected"),
-    [
-        (np.diag([0.8, 0.8, 5.0, 1.0]), [0.25, 1.0, 1.0]),  # axial slices of 5 mm
-        (np.diag([1.25, 1.25, 1.25, 1.0]), [1.0, 1.0, 1.0]),  # the canonical grid itself
-        (np.diag([0.5, 0.5, 0.5, 1.0]), [1.0, 1.0, 1.0]),  # finer counts no more
-        # sagittally acquired, stored with permuted axes: its 2.5 mm slices run along R
-        (np.array([[0, 0, 2.5, 0], [0.7, 0, 0, 0], [0, -0.7, 0, 0], [0, 0, 0, 1.0]]), [1, 1, 0.5]),
-    ],
-)
-def test_sampling_weights_follow_the_axis_each_view_stacks_along(affine, expected) -> None:
-    weights = sampling_weights(affine, ["axial", "coronal", "sagittal"], [1.25, 1.25, 1.25])
-    np.testing.assert_allclose(weights, expected)
-
-
-def test_temper_scales_log_evidence_and_leaves_full_weight_alone() -> None:
-    volume = np.array([1e-4, 0.01, 1.0], dtype=np.float32)
-    assert temper(volume, 1.0) is volume
-    tempered = temper(volume, 0.5)
-    assert tempered.dtype == np.float32
-    np.testing.assert_allclose(np.log(tempered), 0.5 * np.log(volume), rtol=1e-5)

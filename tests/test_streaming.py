@@ -76,7 +76,7 @@ def _fusion_outputs(n_cases: int) -> dict:
         }
 
     params = FusionParams(methods={"multitask": ["product", "mean"]})
-    return fuse_views(view(), view(), view(), params, [1.25] * 3, variant="multitask")
+    return fuse_views(view(), view(), view(), params, variant="multitask")
 
 
 def test_fusion_memory_does_not_grow_with_case_count():

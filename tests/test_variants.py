@@ -102,7 +102,7 @@ def test_bad_variant_lists_are_refused():
 def test_a_variant_without_fusion_methods_is_named():
     params = FusionParams(methods={"multitask": ["product"]})
     with pytest.raises(ValueError, match="no entry for the variant 'smp'"):
-        fuse_views({}, {}, {}, params, [1.25] * 3, variant="smp")
+        fuse_views({}, {}, {}, params, variant="smp")
 
 
 def test_pydantic_defaults_are_the_methods():
@@ -118,28 +118,8 @@ def test_log_smoothing_is_in_millimetres_on_the_scans_grid():
     image = nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0]))
     views = [{"c": lambda: image} for _ in range(3)]
     params = FusionParams(methods={"multitask": ["product", "mean"]}, log_smoothing_mm=2.0)
-    outputs = fuse_views(*views, params, [1.25] * 3, variant="multitask")
+    outputs = fuse_views(*views, params, variant="multitask")
     product = np.asarray(outputs["multitask_product/c"]().dataobj)
     np.testing.assert_allclose(product, smooth_log_scores(volume**3, (2.0, 2.0, 1.0)), rtol=1e-5)
     assert product[7, 7, 7] < 0.9**3 / 10  # the lone peak was pooled with its neighbours
     np.testing.assert_allclose(np.asarray(outputs["multitask_mean/c"]().dataobj), volume)
-
-
-def test_views_weighted_by_sampling_temper_only_the_coarsely_sampled_view():
-    # 5 mm slices on a 1.25 mm canonical grid: the axial view, stacked along S, counts a
-    # quarter; coronal and sagittal, stacked along A and R at 0.8 mm, count fully
-    axial, other = (np.full((4, 4, 4), p, dtype=np.float32) for p in (0.01, 0.5))
-    affine = np.diag([0.8, 0.8, 5.0, 1.0])
-    views = [{"c": lambda v=v: nib.Nifti1Image(v, affine)} for v in (axial, other, other)]
-    params = FusionParams(
-        methods={"multitask": ["product", "mean"]},
-        log_smoothing_mm=0.0,
-        weight_views_by_sampling=True,
-    )
-    outputs = fuse_views(*views, params, [1.25] * 3, variant="multitask")
-    np.testing.assert_allclose(
-        np.asarray(outputs["multitask_product/c"]().dataobj), 0.01**0.25 * 0.25, rtol=1e-5
-    )
-    np.testing.assert_allclose(
-        np.asarray(outputs["multitask_mean/c"]().dataobj), (0.01 + 1.0) / 3, rtol=1e-5
-    )

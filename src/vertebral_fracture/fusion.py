@@ -25,8 +25,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from vertebral_fracture.slicing import VIEW_AXES
-
 FusionFn = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 
@@ -150,44 +148,6 @@ def pool_log_evidence(
     if method not in LOG_DOMAIN_METHODS or sigma_mm <= 0:
         return volume
     return smooth_log_scores(volume, sigma_mm / np.asarray(voxel_size_mm, dtype=float))
-
-
-def sampling_weights(
-    affine: np.ndarray, views: Sequence[str], canonical_spacing_mm: Sequence[float]
-) -> list[float]:
-    """Each view's evidence weight: how finely a scan samples the axis its slices stack along.
-
-    A view decides slice by slice and reads its neighbouring slices as context; where the
-    scan's voxels are coarser along that axis than the canonical grid the models read, its
-    slices are interpolated between the scan's own and each one averages a thick slab (a
-    5 mm slice holds an endplate and the disc beside it). Its log score then counts by
-    ``min(1, canonical spacing / the scan voxel's extent along the axis)``: 1 on scans at
-    least as fine as the canonical grid, 0.25 for the axial view of 5 mm slices on a 1.25 mm
-    grid. Raising a view's probability to its weight (``temper``) scales its log evidence, as
-    in a weighted product of experts.
-
-    Args:
-        affine: (4, 4) voxel-to-world matrix of the scan the views were resampled onto.
-        views: view names (``slicing.VIEW_AXES``); each stacks its slices along one world axis.
-        canonical_spacing_mm: the canonical grid's voxel size along R, A, S.
-
-    Returns:
-        One weight in (0, 1] per view.
-    """
-    # a scan voxel's extent along each world axis (its spacing for a grid aligned with it)
-    extent_mm = np.abs(np.asarray(affine, dtype=float)[:3, :3]).sum(axis=1)
-    return [
-        float(min(1.0, canonical_spacing_mm[VIEW_AXES[view]] / extent_mm[VIEW_AXES[view]]))
-        for view in views
-    ]
-
-
-def temper(volume: np.ndarray, weight: float) -> np.ndarray:
-    """``volume ** weight`` as float32 (the volume itself when ``weight`` is 1): a view's
-    log evidence scaled by its weight (``sampling_weights``)."""
-    if weight == 1.0:
-        return volume
-    return np.power(volume, weight, dtype=np.float32)
 
 
 def fuse(volumes: Sequence[np.ndarray], method: str = "product") -> np.ndarray:

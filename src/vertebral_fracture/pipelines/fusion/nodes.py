@@ -16,15 +16,7 @@ from vertebral_fracture.evaluation import (
     choose_voxel_thresholds,
 )
 from vertebral_fracture.findings import voxel_volume_mm3, youden_threshold
-from vertebral_fracture.fusion import (
-    FUSION_METHODS,
-    LOG_DOMAIN_METHODS,
-    binarize,
-    fuse,
-    pool_log_evidence,
-    sampling_weights,
-    temper,
-)
+from vertebral_fracture.fusion import FUSION_METHODS, binarize, fuse, pool_log_evidence
 from vertebral_fracture.metrics import ground_truth_lesions
 from vertebral_fracture.pipelines.views import VIEWS
 from vertebral_fracture.vertebrae import fractured_vertebrae, vertebra_scores
@@ -45,12 +37,6 @@ class FusionParams(BaseModel):
         ge=0.0,
         description="Gaussian sigma (mm) over the log scores of the product and geometric-mean "
         "fusions (fusion.pool_log_evidence); 0: none",
-    )
-    weight_views_by_sampling: bool = Field(
-        False,
-        description="in the product and geometric-mean fusions, raise each view to its "
-        "fusion.sampling_weights: a view whose slices stack along an axis the scan samples "
-        "coarser than the canonical grid counts less",
     )
 
     @field_validator("views")
@@ -79,14 +65,10 @@ def fuse_views(
     coronal: LazyImages,
     sagittal: LazyImages,
     params: FusionParams,
-    canonical_spacing_mm: list[float],
     *,
     variant: str,
 ) -> dict[str, Callable[[], nib.Nifti1Image]]:
-    """Fused probability volumes ``<variant>_<method>/<case>``, computed lazily case by case.
-
-    ``canonical_spacing_mm``: the grid the views were sliced from (``data_processing``), which
-    ``params.weight_views_by_sampling`` compares each scan's voxels with."""
+    """Fused probability volumes ``<variant>_<method>/<case>``, computed lazily case by case."""
     if variant not in params.methods:
         raise ValueError(
             f"fusion.methods has no entry for the variant '{variant}': list its fusion "
@@ -97,11 +79,7 @@ def fuse_views(
 
     def fused(case_id: str, method: str) -> nib.Nifti1Image:
         images = [view[case_id]() for view in views]
-        volumes = [np.asanyarray(image.dataobj, dtype=np.float32) for image in images]
-        if params.weight_views_by_sampling and method in LOG_DOMAIN_METHODS:
-            weights = sampling_weights(images[0].affine, params.views, canonical_spacing_mm)
-            volumes = [temper(v, w) for v, w in zip(volumes, weights, strict=True)]
-        volume = fuse(volumes, method)
+        volume = fuse([np.asanyarray(image.dataobj, dtype=np.float32) for image in images], method)
         volume = pool_log_evidence(
             volume, method, params.log_smoothing_mm, images[0].header.get_zooms()[:3]
         )

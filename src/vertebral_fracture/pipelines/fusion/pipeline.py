@@ -20,8 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     fuse_nodes = [
         Node(
             bind(fuse_views, variant=variant),
-            inputs=[f"{view}.{variant}.probabilities" for view in VIEWS]
-            + ["params:fusion", "params:data_processing.spacing_mm"],
+            inputs=[f"{view}.{variant}.probabilities" for view in VIEWS] + ["params:fusion"],
             outputs=f"{variant}.fused",
             name="fuse_views",
             namespace=variant,
