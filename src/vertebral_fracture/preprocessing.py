@@ -116,6 +116,8 @@ def footprint_average(
     world_axis = np.abs(np.asarray(affine)[:3, :3]).argmax(axis=0)  # each native axis's
     size = np.maximum(1, np.round(np.asarray(spacing_mm)[world_axis] / native_mm)).astype(int)
     data = mask.astype(np.float32)
+    # an even size sits half a native voxel off centre, so a lesion grows by a target voxel on
+    # one side; a centred box lost on the development set (benchmarks/README.md, 2026-12-06)
     return ndimage.uniform_filter(data, size=size, mode="constant") if (size > 1).any() else data
 
 
